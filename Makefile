@@ -1,0 +1,36 @@
+# coldswap: two commands matter, `make upgrade-drill` and `make test`.
+# Both install what they need (idempotently) and build once.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+BIN := $(TARGET_DIR)/release/coldswap
+FROM ?= mariadb-10.11.18
+TO ?= mariadb-10.11.19
+
+.PHONY: all deps build dists test unit upgrade-drill bench images screenshot clean
+
+all: build
+
+# System packages (Debian): only what is missing is installed.
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --release --workspace
+
+# Server binaries unpacked from pinned Debian packages into ~/.cache/coldswap/dist.
+dists: build
+	$(BIN) -q dist fetch $(FROM) $(TO)
+
+test: dists
+	$(CARGO) test --release --workspace -- --test-threads=$${COLDSWAP_TEST_THREADS:-2}
+
+unit:
+	$(CARGO) test --release --workspace --lib --bins
+
+upgrade-drill: dists
+	@echo "the drill is not built yet (see README: Status)"; exit 2
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,217 @@
+//! `coldswap`: the command line. Parsing and printing only; the work is in
+//! the crates (db, client, nemesis, checker, drill).
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use coldswap_db::cluster::{BackendKind, Cluster, PromoteOptions, UpOptions};
+use coldswap_db::signals;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+mod cluster_cmd;
+
+#[derive(Parser)]
+#[command(name = "coldswap", version, about = "Rehearse a MySQL upgrade-by-replica-promotion under live load, on cold storage")]
+struct Cli {
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start, upgrade, promote, inspect and stop a primary + replica cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Server distributions in the per-user cache.
+    #[command(subcommand)]
+    Dist(DistCmd),
+}
+
+#[derive(Args, Clone)]
+pub struct RunDirArg {
+    /// The cluster's run dir (state, datadirs, logs).
+    #[arg(long, env = "COLDSWAP_RUN_DIR", default_value = ".coldswap/cluster")]
+    run_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Start a primary and a GTID replica on the from-version.
+    Up {
+        #[command(flatten)]
+        run: RunDirArg,
+        /// Server version to start (mariadb-10.11.18, or a tarball directory).
+        #[arg(long, default_value = "mariadb-10.11.18")]
+        from: String,
+        /// Version a later upgrade goes to (checked and fetched now).
+        #[arg(long, default_value = "mariadb-10.11.19")]
+        to: String,
+        /// Where servers run.
+        #[arg(long, default_value = "process", value_parser = parse_backend)]
+        backend: BackendKind,
+        /// Fixed loopback ports, primary then replica (free ports otherwise).
+        #[arg(long, value_parser = parse_ports)]
+        ports: Option<(u16, u16)>,
+        /// InnoDB buffer pool per server, MiB.
+        #[arg(long, default_value_t = 128)]
+        buffer_pool_mb: u32,
+        /// Stay in the foreground and tear the cluster down on Ctrl-C/SIGTERM
+        /// (if this process is killed, the next coldswap run cleans up).
+        #[arg(long)]
+        foreground: bool,
+        /// Print a machine-readable record on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upgrade the replica in place to the to-version.
+    Upgrade {
+        #[command(flatten)]
+        run: RunDirArg,
+        /// Version to upgrade to (default: the one given to `up`).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Planned switchover: fence the primary, wait for catch-up, promote the replica.
+    Promote {
+        #[command(flatten)]
+        run: RunDirArg,
+        /// Refuse when the replica lags more than this many seconds.
+        #[arg(long, default_value_t = 5.0)]
+        max_lag: f64,
+        /// How long to wait for GTID catch-up before rolling back, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        catchup_timeout: f64,
+        /// Make the old primary a replica of the new one.
+        #[arg(long)]
+        demote: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roles, versions, read-only state and replication of each node.
+    Status {
+        #[command(flatten)]
+        run: RunDirArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop every server and remove the run dir.
+    Down {
+        #[command(flatten)]
+        run: RunDirArg,
+        /// Keep the run dir (datadirs, logs).
+        #[arg(long)]
+        keep: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DistCmd {
+    /// Download and unpack server versions into the cache (idempotent).
+    Fetch {
+        #[arg(required = true)]
+        versions: Vec<String>,
+    },
+    /// Versions coldswap can fetch, and what is cached.
+    List,
+}
+
+fn parse_backend(s: &str) -> std::result::Result<BackendKind, String> {
+    match s {
+        "process" => Ok(BackendKind::Process),
+        "container" => Ok(BackendKind::Container),
+        other => Err(format!("unknown backend '{other}' (process or container)")),
+    }
+}
+
+fn parse_ports(s: &str) -> std::result::Result<(u16, u16), String> {
+    let v: Vec<&str> = s.split(',').collect();
+    if v.len() != 2 {
+        return Err(format!("expected two ports as PRIMARY,REPLICA, got '{s}'"));
+    }
+    let p = |x: &str| x.trim().parse::<u16>().map_err(|_| format!("'{x}' is not a port number"));
+    Ok((p(v[0])?, p(v[1])?))
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if quiet {
+        "warn"
+    } else {
+        match verbose {
+            0 => "info,sqlx=warn,goose=warn,testcontainers=warn,bollard=warn",
+            1 => "debug,sqlx=info,hyper=info,reqwest=info,bollard=info",
+            _ => "trace",
+        }
+    };
+    let filter = EnvFilter::try_from_env("COLDSWAP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("coldswap: error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let r = rt.block_on(async {
+        signals::install();
+        run(cli.cmd).await
+    });
+    match r {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if let Some(i) = e.downcast_ref::<signals::Interrupted>() {
+                eprintln!("coldswap: {i}");
+                return ExitCode::from(signals::exit_code(i.0) as u8);
+            }
+            eprintln!("coldswap: error: {}", one_line(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// An error chain on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+async fn run(cmd: Cmd) -> Result<u8> {
+    match cmd {
+        Cmd::Cluster(c) => cluster_cmd::run(c).await,
+        Cmd::Dist(DistCmd::Fetch { versions }) => {
+            for v in versions {
+                let d = tokio::task::spawn_blocking(move || coldswap_db::dist::resolve(&v)).await??;
+                println!("{}\t{}\t{}", d.spec, d.version_string, d.basedir.display());
+            }
+            Ok(0)
+        }
+        Cmd::Dist(DistCmd::List) => {
+            for pin in coldswap_db::dist::DEBIAN_PINS {
+                let dir = coldswap_db::dist::debian_dir(pin);
+                let cached = dir.join(".complete").exists();
+                println!("{}\t{}", pin.name, if cached { dir.display().to_string() } else { "not cached".into() });
+            }
+            Ok(0)
+        }
+    }
+}
