@@ -32,5 +32,10 @@ unit:
 upgrade-drill: dists
 	@echo "the drill is not built yet (see README: Status)"; exit 2
 
+# Speed figures beside their peers, in target/bench/results.json.
+bench: dists
+	@scripts/install-deps.sh sysbench
+	$(TARGET_DIR)/release/coldswap-bench --out target/bench $(BENCH_ARGS)
+
 clean:
 	$(CARGO) clean

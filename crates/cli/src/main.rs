@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod cluster_cmd;
+mod seed_cmd;
 
 #[derive(Parser)]
 #[command(name = "coldswap", version, about = "Rehearse a MySQL upgrade-by-replica-promotion under live load, on cold storage")]
@@ -31,6 +32,23 @@ enum Cmd {
     /// Server distributions in the per-user cache.
     #[command(subcommand)]
     Dist(DistCmd),
+    /// Load the deterministic API and import-queue dataset into the primary.
+    Seed {
+        #[command(flatten)]
+        run: RunDirArg,
+        /// Dataset scale: 1 is about 1 GiB on disk; tests use 0.01-0.05.
+        #[arg(long, value_parser = parse_scale_arg, allow_negative_numbers = true)]
+        scale: f64,
+        /// Drop and reseed databases that already hold data.
+        #[arg(long)]
+        replace: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_scale_arg(s: &str) -> std::result::Result<f64, String> {
+    coldswap_db::seed::parse_scale(s).map_err(|e| e.to_string())
 }
 
 #[derive(Args, Clone)]
@@ -198,6 +216,7 @@ fn one_line(e: &anyhow::Error) -> String {
 async fn run(cmd: Cmd) -> Result<u8> {
     match cmd {
         Cmd::Cluster(c) => cluster_cmd::run(c).await,
+        Cmd::Seed { run, scale, replace, json } => seed_cmd::run(&run.run_dir, scale, replace, json).await,
         Cmd::Dist(DistCmd::Fetch { versions }) => {
             for v in versions {
                 let d = tokio::task::spawn_blocking(move || coldswap_db::dist::resolve(&v)).await??;

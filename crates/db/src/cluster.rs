@@ -1069,3 +1069,25 @@ impl Drop for Cluster {
         destroy_quietly(&self.state, true);
     }
 }
+
+impl Cluster {
+    /// Seed the dataset into the primary, then wait for the replica.
+    pub async fn seed(
+        &self,
+        scale: f64,
+        replace: bool,
+        progress: crate::seed::Progress<'_>,
+    ) -> Result<crate::seed::SeedSummary> {
+        let p = self.primary_index()?;
+        let mut c = self.admin(p).await?;
+        let flavor = self.state.nodes[p].dist.flavor;
+        let mut summary = crate::seed::seed(&mut c, flavor, scale, replace, progress).await?;
+        sql::close(c).await;
+        if self.replica_index().is_ok() {
+            let t = Instant::now();
+            self.verify_replication(Duration::from_secs(1800)).await.context("waiting for the replica after seeding")?;
+            summary.replica_catchup_seconds = Some(t.elapsed().as_secs_f64());
+        }
+        Ok(summary)
+    }
+}

@@ -14,6 +14,7 @@ pub mod dist;
 pub mod node;
 pub mod process;
 pub mod registry;
+pub mod seed;
 pub mod signals;
 pub mod sql;
 pub mod util;

@@ -81,7 +81,8 @@ pub fn col_text(row: &MySqlRow, name: &str) -> Option<String> {
     if let Ok(v) = row.try_get::<Option<Vec<u8>>, _>(name) {
         return v.map(|x| String::from_utf8_lossy(&x).into_owned());
     }
-    None
+    // DECIMAL and other types sent as text.
+    row.try_get_unchecked::<Option<String>, _>(name).ok().flatten()
 }
 
 pub fn col_text_at(row: &MySqlRow, idx: usize) -> Option<String> {
@@ -100,7 +101,8 @@ pub fn col_text_at(row: &MySqlRow, idx: usize) -> Option<String> {
     if let Ok(v) = row.try_get::<Option<Vec<u8>>, _>(idx) {
         return v.map(|x| String::from_utf8_lossy(&x).into_owned());
     }
-    None
+    // DECIMAL and other types sent as text.
+    row.try_get_unchecked::<Option<String>, _>(idx).ok().flatten()
 }
 
 /// First column of the first row, as text.
