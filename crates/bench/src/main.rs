@@ -8,6 +8,7 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+mod cold;
 mod seed;
 
 #[derive(Parser)]
@@ -21,6 +22,9 @@ struct Args {
     /// Scale for the seeding figures.
     #[arg(long, default_value_t = 1.0)]
     seed_scale: f64,
+    /// Scale for the first-touch figures.
+    #[arg(long, default_value_t = 0.5)]
+    cold_scale: f64,
 }
 
 /// One figure, as the issues define it.
@@ -119,6 +123,9 @@ fn main() -> Result<()> {
         coldswap_db::signals::install();
         if want("seed") {
             figures.extend(seed::run(args.seed_scale).await.context("seed figures")?);
+        }
+        if want("cold") {
+            figures.extend(cold::run(args.cold_scale).await.context("first-touch figures")?);
         }
         anyhow::Ok(())
     })?;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod cluster_cmd;
+mod cold_cmd;
 mod seed_cmd;
 
 #[derive(Parser)]
@@ -32,6 +33,28 @@ enum Cmd {
     /// Server distributions in the per-user cache.
     #[command(subcommand)]
     Dist(DistCmd),
+    /// Emulated cold storage (first-touch penalty) of a node.
+    #[command(subcommand)]
+    Cold(ColdCmd),
+    /// Warm a node's storage and buffer pool with a technique, timed.
+    Warm {
+        #[command(flatten)]
+        target: NodeArg,
+        /// none, buffer-pool, volume-read or prefetch.
+        #[arg(long)]
+        technique: String,
+        /// buffer-pool: node whose buffer pool is dumped (default: the other node).
+        #[arg(long)]
+        from: Option<String>,
+        /// prefetch: tables to scan, as db.table (default: every table of api and import_queue).
+        #[arg(long, value_delimiter = ',')]
+        tables: Vec<String>,
+        /// Parallel readers (volume-read, prefetch).
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Load the deterministic API and import-queue dataset into the primary.
     Seed {
         #[command(flatten)]
@@ -45,6 +68,59 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Cold storage on a running cluster.
+#[derive(Subcommand)]
+enum ColdCmd {
+    /// A fresh snapshot restore: restart the node behind the first-touch
+    /// emulator with every block cold and an empty buffer pool.
+    Reset {
+        #[command(flatten)]
+        target: NodeArg,
+        #[command(flatten)]
+        cfg: ColdArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counters of the node's emulated volume.
+    Status {
+        #[command(flatten)]
+        target: NodeArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restart the node on plain storage (no emulator).
+    Off {
+        #[command(flatten)]
+        target: NodeArg,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct NodeArg {
+    #[command(flatten)]
+    run: RunDirArg,
+    /// primary, replica, or a node name (node1, node2). Default: the replica
+    /// if there is one, else the primary.
+    #[arg(long)]
+    node: Option<String>,
+}
+
+#[derive(Args, Clone)]
+pub struct ColdArgs {
+    /// First-touch latency: fixed (1ms) or a range (3ms..30ms).
+    #[arg(long, default_value = "3ms..30ms")]
+    latency: String,
+    /// Volume block size, KiB.
+    #[arg(long, default_value_t = 64)]
+    block_kib: u64,
+    /// First-touch fetches in flight at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: u32,
+    /// Background hydration rate, MiB/s (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    hydrate_mib_s: f64,
 }
 
 fn parse_scale_arg(s: &str) -> std::result::Result<f64, String> {
@@ -216,6 +292,10 @@ fn one_line(e: &anyhow::Error) -> String {
 async fn run(cmd: Cmd) -> Result<u8> {
     match cmd {
         Cmd::Cluster(c) => cluster_cmd::run(c).await,
+        Cmd::Cold(c) => cold_cmd::cold(c).await,
+        Cmd::Warm { target, technique, from, tables, parallel, json } => {
+            cold_cmd::warm(target, &technique, from, tables, parallel, json).await
+        }
         Cmd::Seed { run, scale, replace, json } => seed_cmd::run(&run.run_dir, scale, replace, json).await,
         Cmd::Dist(DistCmd::Fetch { versions }) => {
             for v in versions {

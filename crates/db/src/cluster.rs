@@ -1091,3 +1091,32 @@ impl Cluster {
         Ok(summary)
     }
 }
+
+impl Cluster {
+    /// Restart a node's server (its buffer pool starts empty). A replica
+    /// resumes replication; a primary stays writable; anything else stays
+    /// read-only.
+    pub async fn restart_node(&mut self, i: usize) -> Result<()> {
+        self.stop_node(i).await?;
+        self.start_in_role(i).await
+    }
+
+    /// Start a stopped node as its role wants it (replicas resume replication).
+    pub async fn start_in_role(&mut self, i: usize) -> Result<()> {
+        let role = self.state.nodes[i].role;
+        self.start_node(i, role != Role::Primary).await?;
+        if role == Role::Replica {
+            let d = self.state.nodes[i].dialect();
+            let mut c = self.admin(i).await?;
+            sql::exec(&mut c, d.start_replica()).await?;
+            sql::close(c).await;
+        }
+        Ok(())
+    }
+
+    /// Set the extra environment and flags a node gets at its next start.
+    pub fn set_extras(&mut self, i: usize, extras: Extras) -> Result<()> {
+        self.state.nodes[i].extras = extras;
+        self.save()
+    }
+}

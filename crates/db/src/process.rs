@@ -28,7 +28,9 @@ pub fn init(node: &NodeState) -> Result<()> {
                 .arg(format!("--datadir={}", node.datadir().display()))
                 .arg("--auth-root-authentication-method=normal")
                 .arg("--skip-test-db")
-                .arg("--skip-name-resolve");
+                .arg("--skip-name-resolve")
+                // Concurrent bootstraps sharing /tmp collide on temp table names.
+                .arg(format!("--tmpdir={}", node.tmpdir().display()));
             if crate::dist::is_root() {
                 c.arg("--user=root");
             }
@@ -38,6 +40,7 @@ pub fn init(node: &NodeState) -> Result<()> {
             let mut c = Command::new(&node.dist.server_bin);
             c.arg("--no-defaults")
                 .arg("--initialize-insecure")
+                .arg(format!("--tmpdir={}", node.tmpdir().display()))
                 .arg(format!("--basedir={}", node.dist.basedir.display()))
                 .arg(format!("--datadir={}", node.datadir().display()));
             if crate::dist::is_root() {

@@ -53,7 +53,8 @@ pub fn describe(e: &sqlx::Error) -> String {
 
 /// Run statements one after another through the text protocol.
 pub async fn exec(conn: &mut MySqlConnection, sql: &str) -> Result<()> {
-    sqlx::raw_sql(sql).execute(&mut *conn).await.map_err(|e| anyhow!(describe(&e)))?;
+    // A plain &str runs as COM_QUERY (text protocol, no prepare).
+    sqlx::Executor::execute(&mut *conn, sql).await.map_err(|e| anyhow!(describe(&e)))?;
     Ok(())
 }
 
@@ -107,7 +108,7 @@ pub fn col_text_at(row: &MySqlRow, idx: usize) -> Option<String> {
 
 /// First column of the first row, as text.
 pub async fn query_text(conn: &mut MySqlConnection, sql: &str) -> Result<Option<String>> {
-    let rows = sqlx::raw_sql(sql).fetch_all(&mut *conn).await.map_err(|e| anyhow!(describe(&e)))?;
+    let rows = fetch_all(conn, sql).await?;
     Ok(rows.first().and_then(|r| col_text_at(r, 0)))
 }
 
@@ -117,7 +118,7 @@ pub async fn query_i64(conn: &mut MySqlConnection, sql: &str) -> Result<i64> {
 }
 
 pub async fn fetch_all(conn: &mut MySqlConnection, sql: &str) -> Result<Vec<MySqlRow>> {
-    sqlx::raw_sql(sql).fetch_all(&mut *conn).await.map_err(|e| anyhow!(describe(&e)))
+    sqlx::Executor::fetch_all(&mut *conn, sql).await.map_err(|e| anyhow!(describe(&e)))
 }
 
 /// What SHOW SLAVE/REPLICA STATUS says.
