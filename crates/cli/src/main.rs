@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 mod cluster_cmd;
 mod cold_cmd;
+mod load_cmd;
 mod seed_cmd;
 
 #[derive(Parser)]
@@ -33,6 +34,8 @@ enum Cmd {
     /// Server distributions in the per-user cache.
     #[command(subcommand)]
     Dist(DistCmd),
+    /// Run a load mix against a cluster (through a swappable endpoint) or an endpoint.
+    Load(load_cmd::LoadArgs),
     /// Emulated cold storage (first-touch penalty) of a node.
     #[command(subcommand)]
     Cold(ColdCmd),
@@ -242,7 +245,7 @@ fn init_logging(verbose: u8, quiet: bool) {
         "warn"
     } else {
         match verbose {
-            0 => "info,sqlx=warn,goose=warn,testcontainers=warn,bollard=warn",
+            0 => "info,sqlx=warn,sqlx::pool=error,goose=warn,testcontainers=warn,bollard=warn",
             1 => "debug,sqlx=info,hyper=info,reqwest=info,bollard=info",
             _ => "trace",
         }
@@ -293,6 +296,7 @@ async fn run(cmd: Cmd) -> Result<u8> {
     match cmd {
         Cmd::Cluster(c) => cluster_cmd::run(c).await,
         Cmd::Cold(c) => cold_cmd::cold(c).await,
+        Cmd::Load(a) => load_cmd::run(a).await,
         Cmd::Warm { target, technique, from, tables, parallel, json } => {
             cold_cmd::warm(target, &technique, from, tables, parallel, json).await
         }

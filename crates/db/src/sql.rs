@@ -42,12 +42,20 @@ pub async fn connect(opts: &MySqlConnectOptions, timeout: Duration) -> Result<My
 /// A short, password-free description of a sqlx error.
 pub fn describe(e: &sqlx::Error) -> String {
     match e {
-        sqlx::Error::Database(d) => {
-            let code = d.code().map(|c| c.to_string()).unwrap_or_default();
-            format!("server error {code}: {}", d.message())
-        }
+        sqlx::Error::Database(d) => match error_number(e) {
+            Some(n) => format!("server error {n}: {}", d.message()),
+            None => format!("server error {}: {}", d.code().map(|c| c.to_string()).unwrap_or_default(), d.message()),
+        },
         sqlx::Error::Io(io) => format!("{io}"),
         other => other.to_string(),
+    }
+}
+
+/// The server's error number (1062, 1290, ...) of a database error.
+pub fn error_number(e: &sqlx::Error) -> Option<u16> {
+    match e {
+        sqlx::Error::Database(d) => d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().map(|m| m.number()),
+        _ => None,
     }
 }
 

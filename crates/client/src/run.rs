@@ -1,0 +1,436 @@
+//! Running a mix: goose drives the users (each runs the mix's transactions
+//! in weighted round-robin), every request goes through the API tier model
+//! to the endpoint, background jobs run on a timer per API node, and the
+//! outcome of each request lands in a [`Recorder`].
+//!
+//! Two load models:
+//! * closed: `users` users, each sends its next request when the last ended
+//!   (plus an optional think time);
+//! * open: a target arrival rate spread over the users; each request has an
+//!   intended start on a fixed schedule and its latency is measured from
+//!   there, so a stalled database shows up in the numbers (as wrk2 does).
+
+use anyhow::{anyhow, bail, Result};
+use goose::prelude::*;
+use serde::{Deserialize, Serialize};
+use sqlx::mysql::MySqlConnectOptions;
+use sqlx::{ConnectOptions, Connection, Executor};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::gen::{Generators, Rng};
+use crate::mix::{Mix, Stmt};
+use crate::stats::{Kind, Record, Recorder};
+use crate::tier::{Outcome, Tier, TierConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "model")]
+pub enum Model {
+    Closed { think_ms: u64 },
+    Open { rate_per_s: f64 },
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Model::Closed { think_ms: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadConfig {
+    pub users: usize,
+    pub model: Model,
+    /// Users started per second (ramp-up); all at once when 0.
+    pub hatch_rate: f64,
+    /// Stop after this long (None: until stopped).
+    pub duration: Option<Duration>,
+    pub tier: TierConfig,
+    /// Background jobs to run, overriding the mix's `enabled` (None: the mix's choice).
+    pub background: Option<Vec<String>>,
+    /// This load machine's shard (index, count): keeps unique ids apart and
+    /// splits an open-model rate.
+    pub shard: (u32, u32),
+    pub seed: u64,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        LoadConfig {
+            users: 16,
+            model: Model::default(),
+            hatch_rate: 0.0,
+            duration: Some(Duration::from_secs(30)),
+            tier: TierConfig::default(),
+            background: None,
+            shard: (0, 1),
+            seed: 1,
+        }
+    }
+}
+
+impl LoadConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.users == 0 {
+            bail!("users must be at least 1");
+        }
+        if let Model::Open { rate_per_s } = self.model {
+            if !(rate_per_s > 0.0) {
+                bail!("the open model needs a positive arrival rate");
+            }
+        }
+        if self.shard.1 == 0 || self.shard.0 >= self.shard.1 {
+            bail!("shard must be i/n with 0 <= i < n, not {}/{}", self.shard.0, self.shard.1);
+        }
+        self.tier.validate()
+    }
+}
+
+/// Switches the run reads while it goes: transactions and jobs turned off
+/// (the incident's kill-switch).
+#[derive(Default)]
+pub struct Controls {
+    disabled: RwLock<HashSet<String>>,
+    stop: AtomicBool,
+}
+
+impl Controls {
+    pub fn disable(&self, name: &str) {
+        self.disabled.write().unwrap().insert(name.to_string());
+    }
+    pub fn enable(&self, name: &str) {
+        self.disabled.write().unwrap().remove(name);
+    }
+    pub fn is_disabled(&self, name: &str) -> bool {
+        self.disabled.read().unwrap().contains(name)
+    }
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+struct Ctx {
+    mix: Mix,
+    gens: Generators,
+    tier: Tier,
+    recorder: Arc<Recorder>,
+    controls: Arc<Controls>,
+    cfg: LoadConfig,
+    /// Generators each transaction needs (steps' params plus the ledger).
+    needs: Vec<Vec<usize>>,
+}
+
+#[derive(Clone)]
+struct UserState {
+    rng: Rng,
+    next: Option<Instant>,
+    interval: Duration,
+}
+
+/// A mix checked against its target, ready to run.
+pub struct Load {
+    ctx: Arc<Ctx>,
+    bg_needs: Vec<Vec<usize>>,
+}
+
+/// Check every statement of the mix against the server (so a typo or a
+/// missing table fails before any load, with its place in the file) and
+/// read the dataset's row counts.
+pub async fn check_against(mix: &Mix, opts: &MySqlConnectOptions) -> Result<coldswap_db::seed::Counts> {
+    let mut conn = opts
+        .clone()
+        .database(&mix.database)
+        .disable_statement_logging()
+        .connect()
+        .await
+        .map_err(|e| anyhow!("cannot connect to the load target: {}", coldswap_db::sql::describe(&e)))?;
+    let needs_dataset = mix.generators.iter().any(|g| g.kind.table().is_some());
+    let counts = match coldswap_db::seed::read_counts(&mut conn).await? {
+        Some(c) => c,
+        None if needs_dataset => bail!("the target holds no seeded dataset (run `coldswap seed` first)"),
+        None => coldswap_db::seed::Counts::at(1e-9),
+    };
+    let all = mix
+        .transactions
+        .iter()
+        .map(|t| ("transaction", &t.name, &t.steps))
+        .chain(mix.background.iter().map(|b| ("background job", &b.name, &b.steps)));
+    for (what, name, steps) in all {
+        for s in steps {
+            if let Err(e) = (&mut conn).prepare(s.sql.as_str()).await {
+                bail!("{}: {what} '{name}': {}", mix.at(s.line), coldswap_db::sql::describe(&e));
+            }
+        }
+    }
+    let _ = conn.close().await;
+    Ok(counts)
+}
+
+fn needs_of(steps: &[Stmt], ledger: Option<usize>) -> Vec<usize> {
+    let mut v: Vec<usize> = steps.iter().flat_map(|s| s.params.iter().copied()).collect();
+    v.extend(ledger);
+    v.sort();
+    v.dedup();
+    v
+}
+
+impl Load {
+    /// Check the mix against the endpoint and build the API tier.
+    /// `opts` are the application user's options for the endpoint.
+    pub async fn prepare(mix: Mix, opts: MySqlConnectOptions, cfg: LoadConfig, recorder: Arc<Recorder>) -> Result<Load> {
+        cfg.validate()?;
+        if let Some(names) = &cfg.background {
+            for n in names {
+                if !mix.background.iter().any(|b| &b.name == n) {
+                    bail!("background job '{n}' is not in {}", mix.file.display());
+                }
+            }
+        }
+        let counts = check_against(&mix, &opts).await?;
+        let gens = Generators::new(mix.generators.clone(), counts, cfg.shard.0);
+        let tier = Tier::new(opts.database(&mix.database), cfg.tier.clone());
+        let needs = mix.transactions.iter().map(|t| needs_of(&t.steps, t.ledger)).collect();
+        let bg_needs = mix.background.iter().map(|b| needs_of(&b.steps, None)).collect();
+        Ok(Load {
+            ctx: Arc::new(Ctx { mix, gens, tier, recorder, controls: Arc::new(Controls::default()), cfg, needs }),
+            bg_needs,
+        })
+    }
+
+    pub fn controls(&self) -> Arc<Controls> {
+        self.ctx.controls.clone()
+    }
+
+    pub fn recorder(&self) -> Arc<Recorder> {
+        self.ctx.recorder.clone()
+    }
+
+    pub fn mix(&self) -> &Mix {
+        &self.ctx.mix
+    }
+
+    /// Run until the duration passes or [`Controls`] says stop.
+    pub async fn run(&self) -> Result<()> {
+        let ctx = self.ctx.clone();
+        // Background jobs: one timer per job per API node.
+        let mut bg = Vec::new();
+        for (j, b) in ctx.mix.background.iter().enumerate() {
+            let on = match &ctx.cfg.background {
+                Some(list) => list.contains(&b.name),
+                None => b.enabled,
+            };
+            if !on {
+                continue;
+            }
+            for node in 0..ctx.mix.api_nodes {
+                let ctx = ctx.clone();
+                let needs = self.bg_needs[j].clone();
+                bg.push(tokio::spawn(async move { background_loop(ctx, j, node, needs).await }));
+            }
+        }
+        // A ticker closes quiet seconds of the timeline.
+        let tick = {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                while !ctx.controls.stopping() {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    ctx.recorder.tick();
+                }
+            })
+        };
+        let r = self.run_goose().await;
+        ctx.controls.stop.store(true, Ordering::SeqCst);
+        for h in bg {
+            h.abort();
+        }
+        tick.abort();
+        ctx.tier.close().await;
+        r
+    }
+
+    /// Ask a running load to stop (it returns from [`Load::run`] soon after).
+    pub fn stop(&self) {
+        self.ctx.controls.stop.store(true, Ordering::SeqCst);
+        goose::trigger_killswitch("coldswap: load stopped");
+    }
+
+    async fn run_goose(&self) -> Result<()> {
+        let ctx = self.ctx.clone();
+        let mut scenario = Scenario::new(&ctx.mix.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
+        let c0 = ctx.clone();
+        let on_start: TransactionFunction = Arc::new(move |user| {
+            let ctx = c0.clone();
+            Box::pin(async move {
+                let i = user.weighted_users_index as u64;
+                let mut st = UserState { rng: Rng::new(ctx.cfg.seed.wrapping_mul(1_000_003) ^ i), next: None, interval: Duration::ZERO };
+                if let Model::Open { rate_per_s } = ctx.cfg.model {
+                    // This shard's share of the rate, spread evenly over its users.
+                    let per_shard = rate_per_s / ctx.cfg.shard.1 as f64;
+                    let interval = Duration::from_secs_f64(ctx.cfg.users as f64 / per_shard);
+                    let offset = interval.mul_f64((i % ctx.cfg.users as u64) as f64 / ctx.cfg.users as f64);
+                    st.interval = interval;
+                    st.next = Some(Instant::now() + offset);
+                }
+                user.set_session_data(st);
+                Ok(())
+            })
+        });
+        scenario = scenario.register_transaction(Transaction::new(on_start).set_name("start").set_on_start());
+        for (i, t) in ctx.mix.transactions.iter().enumerate() {
+            let c = ctx.clone();
+            let f: TransactionFunction = Arc::new(move |user| {
+                let ctx = c.clone();
+                Box::pin(async move { run_transaction(&ctx, i, user).await })
+            });
+            scenario = scenario.register_transaction(
+                Transaction::new(f).set_name(&t.name).set_weight(t.weight as usize).map_err(|e| anyhow!("{e}"))?,
+            );
+        }
+        let mut config = goose::config::GooseConfiguration::default();
+        // goose wants a host URL; it only parses it. No credentials in it:
+        // goose prints it in its reports.
+        config.host = Some("mysql://127.0.0.1:3306".into());
+        config.users = Some(ctx.cfg.users);
+        let rate = if ctx.cfg.hatch_rate > 0.0 { ctx.cfg.hatch_rate } else { ctx.cfg.users as f64 };
+        config.increase_rate = Some(format!("{rate}"));
+        if let Some(d) = ctx.cfg.duration {
+            config.run_time = Some(format!("{}s", d.as_secs().max(1)));
+        }
+        config.quiet = 1;
+        config.no_print_metrics = true;
+        config.no_error_summary = true;
+        config.no_telnet = true;
+        config.no_transaction_metrics = true;
+        config.no_scenario_metrics = true;
+        config.no_status_codes = true;
+        config.no_percentiles_over_time = true;
+        goose::reset_killswitch();
+        if coldswap_db::signals::received().is_some() {
+            bail!(coldswap_db::signals::Interrupted(coldswap_db::signals::received().unwrap()));
+        }
+        let attack = GooseAttack::initialize_with_config(config).map_err(|e| anyhow!("goose: {e:?}"))?;
+        let stop_ctx = ctx.clone();
+        let watcher = tokio::spawn(async move {
+            // Our stop flag and our signals reach goose through its killswitch.
+            loop {
+                if stop_ctx.controls.stopping() || coldswap_db::signals::received().is_some() {
+                    goose::trigger_killswitch("coldswap: stop");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let r = attack.register_scenario(scenario).execute().await;
+        watcher.abort();
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) => Err(anyhow!("goose: {e:?}")),
+        }
+    }
+}
+
+async fn run_transaction(ctx: &Ctx, i: usize, user: &mut GooseUser) -> TransactionResult {
+    let t = &ctx.mix.transactions[i];
+    if ctx.controls.stopping() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        return Ok(());
+    }
+    if ctx.controls.is_disabled(&t.name) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        return Ok(());
+    }
+    let (vals, intended) = {
+        let st = user.get_session_data_mut::<UserState>().expect("user state set at start");
+        let vals = ctx.gens.draw(&mut st.rng, &ctx.needs[i]);
+        let intended = match st.next {
+            Some(n) => {
+                st.next = Some(n + st.interval);
+                Some(n)
+            }
+            None => None,
+        };
+        (vals, intended)
+    };
+    let start = match intended {
+        Some(at) => {
+            let now = Instant::now();
+            if at > now {
+                tokio::time::sleep(at - now).await;
+            }
+            at
+        }
+        None => Instant::now(),
+    };
+    let out: Outcome = ctx.tier.request(&t.steps, &vals, t.atomic, None).await;
+    let latency = start.elapsed();
+    if out.ok {
+        if let Some(l) = t.ledger {
+            if let Some(id) = vals[l].as_ref().and_then(|v| v.as_i64()) {
+                ctx.recorder.ack_write(id as u64);
+            }
+        }
+    }
+    ctx.recorder.record(&Record {
+        name: &t.name,
+        kind: Kind::Transaction,
+        latency,
+        ok: out.ok,
+        class: out.class,
+        error: out.error.as_deref(),
+        attempts: out.attempts,
+        rows: out.rows,
+    });
+    let _ = user
+        .record_custom_request_duration("SQL", &t.name, latency, out.ok, None, out.class.map(|c| c.as_str()))
+        .await;
+    if let Model::Closed { think_ms } = ctx.cfg.model {
+        if think_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(think_ms)).await;
+        }
+    }
+    Ok(())
+}
+
+async fn background_loop(ctx: Arc<Ctx>, j: usize, node: u32, needs: Vec<usize>) {
+    let b = &ctx.mix.background[j];
+    let mut rng = Rng::new(ctx.cfg.seed ^ (0xB6 << 32) ^ ((j as u64) << 16) ^ node as u64);
+    // Nodes are spread over the period, as independent API servers are.
+    let offset = b.period.mul_f64(node as f64 / ctx.mix.api_nodes as f64);
+    let mut next = Instant::now() + offset;
+    loop {
+        let now = Instant::now();
+        if next > now {
+            tokio::time::sleep(next - now).await;
+        }
+        if ctx.controls.stopping() {
+            return;
+        }
+        // Fixed rate, no overlap: a run that overran starts the next at once.
+        next += b.period;
+        if next < Instant::now() {
+            next = Instant::now();
+        }
+        if ctx.controls.is_disabled(&b.name) {
+            continue;
+        }
+        let vals = ctx.gens.draw(&mut rng, &needs);
+        let t = Instant::now();
+        let out = ctx.tier.request(&b.steps, &vals, false, Some(b.timeout)).await;
+        ctx.recorder.record(&Record {
+            name: &b.name,
+            kind: Kind::Background,
+            latency: t.elapsed(),
+            ok: out.ok,
+            class: out.class,
+            error: out.error.as_deref(),
+            attempts: out.attempts,
+            rows: out.rows,
+        });
+    }
+}
+
+/// Load a mix file with a one-line error.
+pub fn load_mix(path: &std::path::Path) -> Result<Mix> {
+    Mix::load(path).map_err(|e| anyhow!(e))
+}

@@ -1,0 +1,497 @@
+//! Results: per phase, per transaction and per background job, counts,
+//! errors by class and latency percentiles from HDR histograms (every
+//! request, no sampling), plus a per-second timeline of throughput, p99 and
+//! errors. Memory stays flat as a run gets longer: histograms have a fixed
+//! size, and a finished second keeps only its summary.
+
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::tier::FailClass;
+
+/// Microseconds, 1 us .. 1 h, 3 significant digits.
+fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds")
+}
+
+/// Coarser histogram for one second of the timeline.
+fn new_sec_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("histogram bounds")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Transaction,
+    Background,
+}
+
+struct Acc {
+    kind: Kind,
+    hist: Histogram<u64>,
+    count: u64,
+    ok: u64,
+    attempts: u64,
+    errors: BTreeMap<FailClass, u64>,
+    samples: Vec<String>,
+    /// Rows returned by successful requests.
+    rows: u64,
+}
+
+impl Acc {
+    fn new(kind: Kind) -> Acc {
+        Acc { kind, hist: new_hist(), count: 0, ok: 0, attempts: 0, errors: BTreeMap::new(), samples: Vec::new(), rows: 0 }
+    }
+}
+
+struct Phase {
+    name: String,
+    start: f64,
+    end: Option<f64>,
+    acc: BTreeMap<String, Acc>,
+}
+
+struct Second {
+    t: u64,
+    hist: Histogram<u64>,
+    count: u64,
+    errors: u64,
+    by_class: BTreeMap<FailClass, u64>,
+}
+
+struct Inner {
+    phases: Vec<Phase>,
+    seconds: Vec<SecondSummary>,
+    current: Option<Second>,
+    ledger: Vec<u64>,
+    events: Vec<Event>,
+}
+
+/// Records outcomes from every user concurrently.
+pub struct Recorder {
+    start: Instant,
+    inner: Mutex<Inner>,
+}
+
+/// One request's outcome, as recorded.
+pub struct Record<'a> {
+    pub name: &'a str,
+    pub kind: Kind,
+    pub latency: Duration,
+    pub ok: bool,
+    pub class: Option<FailClass>,
+    pub error: Option<&'a str>,
+    pub attempts: u32,
+    pub rows: u64,
+}
+
+/// A marked moment of a run (phase start, switchover, kill-switch).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    pub t: f64,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SecondSummary {
+    /// Seconds since the run started (the second that ended requests).
+    pub t: u64,
+    pub phase: String,
+    pub count: u64,
+    pub errors: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors_by_class: BTreeMap<String, u64>,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TxnResult {
+    pub name: String,
+    pub kind: Kind,
+    pub count: u64,
+    pub ok: u64,
+    /// Requests that failed, by class.
+    pub errors: BTreeMap<String, u64>,
+    pub error_rate: f64,
+    /// Attempts including client retries.
+    pub attempts: u64,
+    pub throughput_per_s: f64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub rows: u64,
+    /// First distinct error messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_samples: Vec<String>,
+    /// The whole latency histogram (HDR V2 + deflate, base64), for exact merges.
+    pub histogram: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PhaseResult {
+    pub name: String,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub transactions: Vec<TxnResult>,
+    pub background: Vec<TxnResult>,
+}
+
+impl PhaseResult {
+    pub fn duration_s(&self) -> f64 {
+        (self.end_s - self.start_s).max(0.0)
+    }
+
+    pub fn txn(&self, name: &str) -> Option<&TxnResult> {
+        self.transactions.iter().chain(self.background.iter()).find(|t| t.name == name)
+    }
+
+    /// All transactions together (not background jobs).
+    pub fn total_requests(&self) -> (u64, u64) {
+        self.transactions.iter().fold((0, 0), |(c, e), t| (c + t.count, e + (t.count - t.ok)))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunResult {
+    pub phases: Vec<PhaseResult>,
+    pub timeline: Vec<SecondSummary>,
+    pub events: Vec<Event>,
+    /// Ids of writes acknowledged to clients (the write ledger).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acked_writes: Vec<u64>,
+}
+
+impl RunResult {
+    pub fn phase(&self, name: &str) -> Option<&PhaseResult> {
+        self.phases.iter().find(|p| p.name == name)
+    }
+}
+
+pub fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+pub fn encode_hist(h: &Histogram<u64>) -> String {
+    let mut buf = Vec::new();
+    let _ = V2DeflateSerializer::new().serialize(h, &mut buf);
+    base64_encode(&buf)
+}
+
+pub fn decode_hist(s: &str) -> Option<Histogram<u64>> {
+    let bytes = base64_decode(s)?;
+    Deserializer::new().deserialize(&mut std::io::Cursor::new(bytes)).ok()
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64_encode(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        out.push(B64[(n >> 18) as usize & 63] as char);
+        out.push(B64[(n >> 12) as usize & 63] as char);
+        out.push(if c.len() > 1 { B64[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if c.len() > 2 { B64[n as usize & 63] as char } else { '=' });
+    }
+    out
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    let val = |c: u8| -> Option<u32> { B64.iter().position(|x| *x == c).map(|p| p as u32) };
+    let bytes: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    for c in bytes.chunks(4) {
+        if c.len() < 4 {
+            return None;
+        }
+        let pad = c.iter().filter(|x| **x == b'=').count();
+        let mut n = 0u32;
+        for (i, x) in c.iter().enumerate() {
+            let v = if *x == b'=' { 0 } else { val(*x)? };
+            n |= v << (18 - 6 * i);
+        }
+        out.push((n >> 16) as u8);
+        if pad < 2 {
+            out.push((n >> 8) as u8);
+        }
+        if pad < 1 {
+            out.push(n as u8);
+        }
+    }
+    Some(out)
+}
+
+/// Summarise a histogram and counts into a result row.
+pub fn txn_result(
+    name: &str,
+    kind: Kind,
+    hist: &Histogram<u64>,
+    count: u64,
+    ok: u64,
+    attempts: u64,
+    errors: BTreeMap<String, u64>,
+    rows: u64,
+    duration_s: f64,
+    samples: Vec<String>,
+) -> TxnResult {
+    let q = |p: f64| if hist.is_empty() { 0.0 } else { ms(hist.value_at_quantile(p)) };
+    TxnResult {
+        name: name.to_string(),
+        kind,
+        count,
+        ok,
+        error_rate: if count == 0 { 0.0 } else { (count - ok) as f64 / count as f64 },
+        errors,
+        attempts,
+        throughput_per_s: if duration_s > 0.0 { ok as f64 / duration_s } else { 0.0 },
+        mean_ms: if hist.is_empty() { 0.0 } else { hist.mean() / 1000.0 },
+        p50_ms: q(0.50),
+        p90_ms: q(0.90),
+        p95_ms: q(0.95),
+        p99_ms: q(0.99),
+        p999_ms: q(0.999),
+        max_ms: if hist.is_empty() { 0.0 } else { ms(hist.max()) },
+        rows,
+        error_samples: samples,
+        histogram: encode_hist(hist),
+    }
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new()
+    }
+}
+
+impl Recorder {
+    pub fn new() -> Recorder {
+        Recorder {
+            start: Instant::now(),
+            inner: Mutex::new(Inner {
+                phases: vec![Phase { name: "run".into(), start: 0.0, end: None, acc: BTreeMap::new() }],
+                seconds: Vec::new(),
+                current: None,
+                ledger: Vec::new(),
+                events: Vec::new(),
+            }),
+        }
+    }
+
+    pub fn elapsed(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    pub fn started(&self) -> Instant {
+        self.start
+    }
+
+    /// Start a new phase: what is recorded from now on belongs to it. The
+    /// first phase replaces the implicit "run" phase if nothing was recorded.
+    pub fn phase(&self, name: &str) {
+        let t = self.elapsed();
+        let mut g = self.inner.lock().unwrap();
+        if g.phases.len() == 1 && g.phases[0].name == "run" && g.phases[0].acc.is_empty() {
+            g.phases[0].name = name.to_string();
+            g.phases[0].start = t;
+        } else {
+            if let Some(p) = g.phases.last_mut() {
+                p.end = Some(t);
+            }
+            g.phases.push(Phase { name: name.to_string(), start: t, end: None, acc: BTreeMap::new() });
+        }
+        g.events.push(Event { t, name: format!("phase:{name}"), detail: String::new() });
+    }
+
+    pub fn current_phase(&self) -> String {
+        self.inner.lock().unwrap().phases.last().map(|p| p.name.clone()).unwrap_or_default()
+    }
+
+    pub fn event(&self, name: &str, detail: &str) {
+        let t = self.elapsed();
+        self.inner.lock().unwrap().events.push(Event { t, name: name.to_string(), detail: detail.to_string() });
+    }
+
+    pub fn ack_write(&self, id: u64) {
+        self.inner.lock().unwrap().ledger.push(id);
+    }
+
+    pub fn record(&self, r: &Record<'_>) {
+        let us = (r.latency.as_micros() as u64).clamp(1, 3_600_000_000);
+        let now = self.start.elapsed().as_secs();
+        let mut g = self.inner.lock().unwrap();
+        let g = &mut *g;
+        let phase = g.phases.last_mut().unwrap();
+        let acc = phase.acc.entry(r.name.to_string()).or_insert_with(|| Acc::new(r.kind));
+        acc.count += 1;
+        acc.attempts += r.attempts as u64;
+        let _ = acc.hist.record(us);
+        if r.ok {
+            acc.ok += 1;
+            acc.rows += r.rows;
+        } else {
+            let c = r.class.unwrap_or(FailClass::Other);
+            *acc.errors.entry(c).or_insert(0) += 1;
+            if acc.samples.len() < 5 {
+                if let Some(e) = r.error {
+                    let e = format!("{}: {}", c.as_str(), e);
+                    if !acc.samples.contains(&e) {
+                        acc.samples.push(e);
+                    }
+                }
+            }
+        }
+        // Timeline: API requests only (background jobs have their own rows).
+        if r.kind == Kind::Transaction {
+            let phase_name = phase.name.clone();
+            roll(g, now, &phase_name);
+            let cur = g.current.as_mut().unwrap();
+            cur.count += 1;
+            let _ = cur.hist.record(us);
+            if !r.ok {
+                cur.errors += 1;
+                *cur.by_class.entry(r.class.unwrap_or(FailClass::Other)).or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// Close the open second(s) up to now, so quiet seconds show as zeros.
+    pub fn tick(&self) {
+        let now = self.start.elapsed().as_secs();
+        let mut g = self.inner.lock().unwrap();
+        let phase = g.phases.last().map(|p| p.name.clone()).unwrap_or_default();
+        roll(&mut g, now, &phase);
+    }
+
+    /// Everything so far (phases still open end now).
+    pub fn snapshot(&self) -> RunResult {
+        let t = self.elapsed();
+        let mut g = self.inner.lock().unwrap();
+        let phase_now = g.phases.last().map(|p| p.name.clone()).unwrap_or_default();
+        let now = self.start.elapsed().as_secs();
+        roll(&mut g, now, &phase_now);
+        let mut timeline = g.seconds.clone();
+        if let Some(c) = &g.current {
+            timeline.push(summary(c, &phase_now));
+        }
+        let phases = g
+            .phases
+            .iter()
+            .map(|p| {
+                let end = p.end.unwrap_or(t);
+                let dur = (end - p.start).max(1e-9);
+                let mut transactions = Vec::new();
+                let mut background = Vec::new();
+                for (name, a) in &p.acc {
+                    let errors = a.errors.iter().map(|(k, v)| (k.as_str().to_string(), *v)).collect();
+                    let r = txn_result(name, a.kind, &a.hist, a.count, a.ok, a.attempts, errors, a.rows, dur, a.samples.clone());
+                    match a.kind {
+                        Kind::Transaction => transactions.push(r),
+                        Kind::Background => background.push(r),
+                    }
+                }
+                PhaseResult { name: p.name.clone(), start_s: p.start, end_s: end, transactions, background }
+            })
+            .collect();
+        RunResult { phases, timeline, events: g.events.clone(), acked_writes: g.ledger.clone() }
+    }
+}
+
+fn summary(s: &Second, phase: &str) -> SecondSummary {
+    SecondSummary {
+        t: s.t,
+        phase: phase.to_string(),
+        count: s.count,
+        errors: s.errors,
+        errors_by_class: s.by_class.iter().map(|(k, v)| (k.as_str().to_string(), *v)).collect(),
+        p50_ms: if s.hist.is_empty() { 0.0 } else { ms(s.hist.value_at_quantile(0.5)) },
+        p99_ms: if s.hist.is_empty() { 0.0 } else { ms(s.hist.value_at_quantile(0.99)) },
+        max_ms: if s.hist.is_empty() { 0.0 } else { ms(s.hist.max()) },
+    }
+}
+
+/// Advance the open second to `now`, summarising finished ones.
+fn roll(g: &mut Inner, now: u64, phase: &str) {
+    match &mut g.current {
+        Some(c) if c.t == now => {}
+        Some(c) if c.t > now => {}
+        Some(_) => {
+            let c = g.current.take().unwrap();
+            let last = c.t;
+            g.seconds.push(summary(&c, phase));
+            for t in last + 1..now {
+                g.seconds.push(SecondSummary {
+                    t,
+                    phase: phase.to_string(),
+                    count: 0,
+                    errors: 0,
+                    errors_by_class: BTreeMap::new(),
+                    p50_ms: 0.0,
+                    p99_ms: 0.0,
+                    max_ms: 0.0,
+                });
+            }
+            let mut hist = c.hist;
+            hist.reset();
+            g.current = Some(Second { t: now, hist, count: 0, errors: 0, by_class: BTreeMap::new() });
+        }
+        None => {
+            g.current = Some(Second { t: now, hist: new_sec_hist(), count: 0, errors: 0, by_class: BTreeMap::new() });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_roundtrip() {
+        for n in 0..40 {
+            let v: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(base64_decode(&base64_encode(&v)).unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn phases_and_percentiles() {
+        let r = Recorder::new();
+        r.phase("baseline");
+        for i in 1..=1000u64 {
+            r.record(&Record {
+                name: "t",
+                kind: Kind::Transaction,
+                latency: Duration::from_micros(i * 1000),
+                ok: i % 10 != 0,
+                class: if i % 10 == 0 { Some(FailClass::DeadlineExceeded) } else { None },
+                error: Some("slow"),
+                attempts: 1,
+                rows: 1,
+            });
+        }
+        r.phase("cold");
+        r.record(&Record { name: "t", kind: Kind::Transaction, latency: Duration::from_millis(5), ok: true, class: None, error: None, attempts: 1, rows: 0 });
+        let s = r.snapshot();
+        assert_eq!(s.phases.len(), 2);
+        let b = s.phase("baseline").unwrap().txn("t").unwrap();
+        assert_eq!(b.count, 1000);
+        assert_eq!(b.errors["deadline_exceeded"], 100);
+        assert!((b.p50_ms - 500.0).abs() < 1.0, "{}", b.p50_ms);
+        assert!((b.p99_ms - 990.0).abs() < 1.5, "{}", b.p99_ms);
+        let h = decode_hist(&b.histogram).unwrap();
+        assert_eq!(h.len(), 1000);
+        assert_eq!(s.phase("cold").unwrap().txn("t").unwrap().count, 1);
+        assert_eq!(s.timeline.iter().map(|x| x.count).sum::<u64>(), 1001);
+    }
+}

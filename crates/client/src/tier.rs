@@ -1,0 +1,259 @@
+//! A model of the API tier between the users and MySQL: a bounded
+//! connection pool shared by every request, a per-request deadline, a
+//! pool-acquire timeout, and optional client retries with backoff. Every
+//! failure is classified, as an SRE would read it on a dashboard.
+
+use serde::{Deserialize, Serialize};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::{Acquire, ConnectOptions};
+use std::time::Duration;
+
+use crate::gen::Value;
+use crate::mix::Stmt;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierConfig {
+    /// Connections the API tier holds to the database, shared by all users.
+    pub pool_size: u32,
+    /// How long a request waits for a free connection, ms.
+    pub acquire_timeout_ms: u64,
+    /// The request deadline (the API's own timeout), ms.
+    pub deadline_ms: u64,
+    /// Client retries of a failed request (0: none).
+    pub retries: u32,
+    /// First retry backoff, ms (doubles each retry).
+    pub backoff_ms: u64,
+}
+
+impl Default for TierConfig {
+    fn default() -> Self {
+        TierConfig { pool_size: 32, acquire_timeout_ms: 1000, deadline_ms: 2000, retries: 0, backoff_ms: 100 }
+    }
+}
+
+impl TierConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.pool_size == 0 {
+            anyhow::bail!("pool_size must be at least 1");
+        }
+        if self.deadline_ms == 0 || self.acquire_timeout_ms == 0 {
+            anyhow::bail!("deadline_ms and acquire_timeout_ms must be positive");
+        }
+        if self.retries > 10 {
+            anyhow::bail!("retries must be at most 10");
+        }
+        Ok(())
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailClass {
+    /// The request deadline passed (API timeout).
+    DeadlineExceeded,
+    /// No pool connection within the acquire timeout.
+    PoolExhausted,
+    /// The database (or endpoint) refused the connection.
+    ConnectionRefused,
+    /// The connection broke: reset, closed, EOF, "server has gone away".
+    ConnectionReset,
+    /// The server is read-only (fenced primary, or a replica).
+    ReadOnly,
+    /// Any other error the server answered with.
+    SqlError,
+    Other,
+}
+
+impl FailClass {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FailClass::DeadlineExceeded => "deadline_exceeded",
+            FailClass::PoolExhausted => "pool_exhausted",
+            FailClass::ConnectionRefused => "connection_refused",
+            FailClass::ConnectionReset => "connection_reset",
+            FailClass::ReadOnly => "read_only",
+            FailClass::SqlError => "sql_error",
+            FailClass::Other => "other",
+        }
+    }
+
+    /// A client retries what a healthy system would have served.
+    pub fn retryable(&self) -> bool {
+        !matches!(self, FailClass::SqlError | FailClass::Other)
+    }
+}
+
+/// Classify a sqlx error. `pool_short` says whether the pool had room for
+/// another connection when the acquire timed out (then the time went into
+/// failed connection attempts, not into waiting for a busy pool).
+pub fn classify(e: &sqlx::Error, pool_short: bool) -> FailClass {
+    use std::io::ErrorKind::*;
+    match e {
+        sqlx::Error::PoolTimedOut => {
+            if pool_short {
+                FailClass::ConnectionRefused
+            } else {
+                FailClass::PoolExhausted
+            }
+        }
+        sqlx::Error::Io(io) => match io.kind() {
+            ConnectionRefused => FailClass::ConnectionRefused,
+            _ => FailClass::ConnectionReset,
+        },
+        sqlx::Error::Database(d) => match coldswap_db::sql::error_number(e) {
+            // ER_OPTION_PREVENTS_STATEMENT, ER_READ_ONLY_MODE, ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+            Some(1290) | Some(1836) | Some(1792) => FailClass::ReadOnly,
+            // server shutdown in progress / connection killed / lost connection
+            Some(1053) | Some(1927) | Some(2006) | Some(2013) => FailClass::ConnectionReset,
+            _ => {
+                let m = d.message();
+                if m.contains("read-only") || m.contains("read only") {
+                    FailClass::ReadOnly
+                } else {
+                    FailClass::SqlError
+                }
+            }
+        },
+        sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => FailClass::ConnectionReset,
+        _ => FailClass::Other,
+    }
+}
+
+/// A short error text without secrets.
+pub fn error_text(e: &sqlx::Error) -> String {
+    coldswap_db::sql::describe(e)
+}
+
+/// What one request came to.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub ok: bool,
+    pub class: Option<FailClass>,
+    pub error: Option<String>,
+    pub attempts: u32,
+    /// Rows returned by the last statement.
+    pub rows: u64,
+}
+
+/// The API tier: requests share its pool.
+#[derive(Clone)]
+pub struct Tier {
+    pool: MySqlPool,
+    cfg: TierConfig,
+}
+
+impl Tier {
+    /// A lazily connecting pool to `opts` (errors show up per request, as
+    /// they would in the API).
+    pub fn new(opts: MySqlConnectOptions, cfg: TierConfig) -> Tier {
+        let opts = opts.disable_statement_logging();
+        let pool = MySqlPoolOptions::new()
+            .max_connections(cfg.pool_size)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_millis(cfg.acquire_timeout_ms))
+            .test_before_acquire(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_lazy_with(opts);
+        Tier { pool, cfg }
+    }
+
+    pub fn config(&self) -> &TierConfig {
+        &self.cfg
+    }
+
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    /// Run statements once, within `deadline`.
+    async fn attempt(&self, steps: &[Stmt], vals: &[Option<Value>], atomic: bool, deadline: Duration) -> Result<u64, (FailClass, String)> {
+        let work = async {
+            let mut conn = match self.pool.acquire().await {
+                Ok(c) => c,
+                Err(e) => {
+                    let short = self.pool.size() < self.cfg.pool_size;
+                    return Err((classify(&e, short), error_text(&e)));
+                }
+            };
+            let mut rows = 0u64;
+            if atomic {
+                let mut tx = conn.begin().await.map_err(|e| (classify(&e, false), error_text(&e)))?;
+                for s in steps {
+                    rows = run_stmt(&mut tx, s, vals).await?;
+                }
+                tx.commit().await.map_err(|e| (classify(&e, false), error_text(&e)))?;
+            } else {
+                for s in steps {
+                    rows = run_stmt(&mut conn, s, vals).await?;
+                }
+            }
+            Ok(rows)
+        };
+        match tokio::time::timeout(deadline, work).await {
+            Ok(r) => r,
+            Err(_) => Err((FailClass::DeadlineExceeded, format!("deadline of {} ms exceeded", deadline.as_millis()))),
+        }
+    }
+
+    /// Run a request: its statements, with client retries.
+    pub async fn request(&self, steps: &[Stmt], vals: &[Option<Value>], atomic: bool, deadline: Option<Duration>) -> Outcome {
+        let deadline = deadline.unwrap_or(Duration::from_millis(self.cfg.deadline_ms));
+        let mut backoff = Duration::from_millis(self.cfg.backoff_ms);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.attempt(steps, vals, atomic, deadline).await {
+                Ok(rows) => return Outcome { ok: true, class: None, error: None, attempts, rows },
+                Err((class, msg)) => {
+                    if attempts > self.cfg.retries || !class.retryable() {
+                        return Outcome { ok: false, class: Some(class), error: Some(msg), attempts, rows: 0 };
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+            }
+        }
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+async fn run_stmt(conn: &mut sqlx::MySqlConnection, s: &Stmt, vals: &[Option<Value>]) -> Result<u64, (FailClass, String)> {
+    let mut q = sqlx::query(&s.sql);
+    for &p in &s.params {
+        q = match &vals[p] {
+            Some(Value::Int(i)) => q.bind(*i),
+            Some(Value::Str(st)) => q.bind(st.clone()),
+            None => q.bind(None::<i64>),
+        };
+    }
+    if s.is_select() {
+        let rows = q.fetch_all(&mut *conn).await.map_err(|e| (classify(&e, false), error_text(&e)))?;
+        Ok(rows.len() as u64)
+    } else {
+        let r = q.execute(&mut *conn).await.map_err(|e| (classify(&e, false), error_text(&e)))?;
+        Ok(r.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_classify() {
+        let e = sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "x"));
+        assert_eq!(classify(&e, false), FailClass::ConnectionRefused);
+        let e = sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "x"));
+        assert_eq!(classify(&e, false), FailClass::ConnectionReset);
+        assert_eq!(classify(&sqlx::Error::PoolTimedOut, false), FailClass::PoolExhausted);
+        assert_eq!(classify(&sqlx::Error::PoolTimedOut, true), FailClass::ConnectionRefused);
+        assert!(FailClass::ReadOnly.retryable());
+        assert!(!FailClass::SqlError.retryable());
+    }
+}
