@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 mod cold;
+mod load;
 mod seed;
 
 #[derive(Parser)]
@@ -123,6 +124,10 @@ fn main() -> Result<()> {
         coldswap_db::signals::install();
         if want("seed") {
             figures.extend(seed::run(args.seed_scale).await.context("seed figures")?);
+        }
+        if want("load") {
+            let repo = std::env::current_dir()?;
+            figures.extend(load::run(&repo).await.context("load figures")?);
         }
         if want("cold") {
             figures.extend(cold::run(args.cold_scale).await.context("first-touch figures")?);

@@ -263,7 +263,19 @@ fn init_logging(verbose: u8, quiet: bool) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Worker threads: on a small machine the load generator shares the cores
+    // with the servers it drives, and fewer threads wake each other less.
+    let threads = std::env::var("COLDSWAP_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    let built = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if threads > 1 {
+            b.worker_threads(threads);
+        }
+        b.enable_all().build()
+    };
+    let rt = match built {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("coldswap: error: cannot start the async runtime: {e}");

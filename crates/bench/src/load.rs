@@ -1,0 +1,283 @@
+//! point_select_qps, point_select_cpu_us_per_query (against sysbench
+//! oltp_point_select, same table, same connections) and sleep10ms_p50_ms.
+
+use anyhow::{bail, Context, Result};
+use coldswap_client::run::{Load, LoadConfig};
+use coldswap_client::{Endpoint, Recorder, TierConfig};
+use coldswap_db::cluster::{Cluster, UpOptions};
+use coldswap_db::sql;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Figure;
+
+const ROWS: u64 = 10_000;
+const THREADS: usize = 8;
+const SECS: u64 = 20;
+
+fn cpu_self() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage into a local.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+pub async fn run(repo: &Path) -> Result<Vec<Figure>> {
+    crate::which("sysbench")?;
+    let dir = std::env::temp_dir().join(format!("coldswap-bench-load-{}", std::process::id()));
+    let mut opts = UpOptions::new(&dir, "mariadb-10.11.18");
+    opts.buffer_pool_mb = 256;
+    let (cluster, _) = Cluster::up(opts).await?;
+    let r = measure(&cluster, repo).await;
+    cluster.down(false).await?;
+    r
+}
+
+/// Run sysbench with `args`, returning (stdout, child CPU seconds).
+fn sysbench(args: &[String]) -> Result<(String, f64)> {
+    use std::os::unix::process::ExitStatusExt;
+    let child = std::process::Command::new("sysbench")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run sysbench")?;
+    let pid = child.id() as i32;
+    let out = child.wait_with_output_rusage(pid)?;
+    let st = std::process::ExitStatus::from_raw(out.2);
+    if !st.success() {
+        bail!("sysbench failed: {}", String::from_utf8_lossy(&out.1).lines().last().unwrap_or(""));
+    }
+    Ok((String::from_utf8_lossy(&out.0).to_string(), out.3))
+}
+
+trait WaitRusage {
+    fn wait_with_output_rusage(self, pid: i32) -> Result<(Vec<u8>, Vec<u8>, i32, f64)>;
+}
+
+impl WaitRusage for std::process::Child {
+    fn wait_with_output_rusage(mut self, pid: i32) -> Result<(Vec<u8>, Vec<u8>, i32, f64)> {
+        use std::io::Read;
+        let mut so = self.stdout.take().unwrap();
+        let mut se = self.stderr.take().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = se.read_to_end(&mut v);
+            v
+        });
+        let mut out = Vec::new();
+        so.read_to_end(&mut out)?;
+        let err = t.join().unwrap_or_default();
+        let mut status = 0;
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: waiting for our own child, rusage into a local.
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if rc < 0 {
+            bail!("wait4 failed");
+        }
+        let tv = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        std::mem::forget(self);
+        Ok((out, err, status, tv(ru.ru_utime) + tv(ru.ru_stime)))
+    }
+}
+
+async fn ours(cluster: &Cluster, mix_path: &Path, users: usize, secs: u64, via_endpoint: bool) -> Result<(f64, f64, f64, u64)> {
+    let p = cluster.primary_index()?;
+    let node = cluster.node(p);
+    let s = cluster.secrets();
+    let ep = Endpoint::start(node.addr().parse()?).await?;
+    let port = if via_endpoint { ep.addr().port() } else { node.port };
+    let opts = sql::tcp_options("127.0.0.1", port, &s.app_user, &s.app_password);
+    let mix = coldswap_client::run::load_mix(mix_path)?;
+    let rec = Arc::new(Recorder::new());
+    let cfg = LoadConfig {
+        users,
+        duration: Some(Duration::from_secs(secs)),
+        tier: TierConfig { pool_size: users as u32, ..Default::default() },
+        ..Default::default()
+    };
+    let load = Load::prepare(mix, opts, cfg, rec.clone()).await?;
+    rec.phase("run");
+    let c0 = cpu_self();
+    load.run().await?;
+    let cpu = cpu_self() - c0;
+    let res = rec.snapshot();
+    let ph = res.phase("run").unwrap();
+    let t = &ph.transactions[0];
+    if t.ok != t.count {
+        bail!("{} of {} requests failed: {:?}", t.count - t.ok, t.count, t.error_samples);
+    }
+    Ok((t.ok as f64 / ph.duration_s(), cpu * 1e6 / t.ok as f64, t.p50_ms, t.ok))
+}
+
+/// CPU seconds a server process has used.
+fn cpu_of(pid: u32) -> f64 {
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f[11].parse::<f64>().ok()? + f[12].parse::<f64>().ok()?) / ticks)
+        })
+        .unwrap_or(0.0)
+}
+
+async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
+    let p = cluster.primary_index()?;
+    let node = cluster.node(p);
+    let sec = cluster.secrets();
+    {
+        let mut c = cluster.admin(p).await?;
+        sql::exec(&mut c, "CREATE DATABASE IF NOT EXISTS sbtest").await?;
+        sql::close(c).await;
+    }
+    let common = vec![
+        format!("--mysql-host={}", node.host),
+        format!("--mysql-port={}", node.port),
+        format!("--mysql-user={}", sec.admin_user),
+        format!("--mysql-password={}", sec.admin_password),
+        "--mysql-db=sbtest".into(),
+        "--db-driver=mysql".into(),
+        "--tables=1".into(),
+        format!("--table-size={ROWS}"),
+    ];
+    let mut prep = vec!["oltp_point_select".to_string()];
+    prep.extend(common.clone());
+    prep.push("prepare".into());
+    sysbench(&prep)?;
+    // Warm the table into the buffer pool for both.
+    {
+        let mut c = cluster.admin(p).await?;
+        sql::exec(&mut c, "SELECT COUNT(*), SUM(LENGTH(c)) FROM sbtest.sbtest1").await?;
+        sql::close(c).await;
+    }
+    let mix = repo.join("loadtests/point_select.toml");
+    let spid = node.pid.context("no server pid")?;
+    let mut runs = Vec::new();
+    for round in 0..2 {
+        eprintln!("bench: point selects, {THREADS} connections, {SECS} s each (round {})", round + 1);
+        let mut args = vec!["oltp_point_select".to_string()];
+        args.extend(common.clone());
+        args.extend([format!("--threads={THREADS}"), format!("--time={SECS}"), "--report-interval=0".into(), "run".into()]);
+        let s0 = cpu_of(spid);
+        let (out, sb_cpu) = sysbench(&args)?;
+        let sb_server = cpu_of(spid) - s0;
+        let line = out.lines().find(|l| l.trim_start().starts_with("queries:")).context("no queries line in sysbench output")?;
+        let sb_qps: f64 = line
+            .split('(')
+            .nth(1)
+            .and_then(|x| x.split_whitespace().next())
+            .and_then(|x| x.parse().ok())
+            .context("cannot read sysbench's rate")?;
+        let sb_total: f64 = line.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(sb_qps * SECS as f64);
+        let s0 = cpu_of(spid);
+        let (q, cpu, _, nq) = ours(cluster, &mix, THREADS, SECS, false).await?;
+        let our_server = (cpu_of(spid) - s0) * 1e6 / nq as f64;
+        let (qe, cpue, _, _) = ours(cluster, &mix, THREADS, SECS, true).await?;
+        let sb_server = sb_server * 1e6 / sb_total;
+        eprintln!(
+            "bench: sysbench {sb_qps:.0} q/s ({:.1} us client CPU/q, server {sb_server:.1} us/q); coldswap {q:.0} q/s ({cpu:.1} us client CPU/q, server {our_server:.1} us/q); through the endpoint {qe:.0} q/s ({cpue:.1} us CPU/q)",
+            sb_cpu * 1e6 / sb_total
+        );
+        runs.push([sb_qps, sb_cpu * 1e6 / sb_total, q, cpu, qe, cpue, sb_server, our_server]);
+    }
+    // The better round of each (the machine has other tenants).
+    let best = |i: usize| runs.iter().map(|r| r[i]).fold(f64::MIN, f64::max);
+    let least = |i: usize| runs.iter().map(|r| r[i]).fold(f64::MAX, f64::min);
+    let (sb_qps, sb_cpu, q, cpu, qe, cpue, sb_server, our_server) =
+        (best(0), least(1), best(2), least(3), best(4), least(5), least(6), least(7));
+    let ratio = q / sb_qps;
+
+    eprintln!("bench: SELECT SLEEP(0.01), 8 users, 10 s ...");
+    let sleep_mix = std::env::temp_dir().join(format!("coldswap-sleep-{}.toml", std::process::id()));
+    std::fs::write(
+        &sleep_mix,
+        "name = \"sleep\"\ndatabase = \"sbtest\"\n[[transaction]]\nname = \"sleep10ms\"\nweight = 1\nsql = \"SELECT SLEEP(0.01)\"\n",
+    )?;
+    {
+        let mut c = cluster.admin(p).await?;
+        sql::exec(&mut c, "TRUNCATE performance_schema.events_statements_summary_by_digest").await?;
+        sql::close(c).await;
+    }
+    let (_, _, p50, n) = ours(cluster, &sleep_mix, 8, 10, false).await?;
+    // The server's own time for the statement (picoseconds in performance_schema).
+    let server_ms = {
+        let mut c = cluster.admin(p).await?;
+        let v = sql::query_text(
+            &mut c,
+            "SELECT CAST(AVG_TIMER_WAIT / 1e9 AS CHAR) FROM performance_schema.events_statements_summary_by_digest \
+             WHERE DIGEST_TEXT LIKE 'SELECT `SLEEP`%' ORDER BY COUNT_STAR DESC LIMIT 1",
+        )
+        .await?;
+        sql::close(c).await;
+        v.and_then(|x| x.parse::<f64>().ok()).unwrap_or(f64::NAN)
+    };
+    let _ = std::fs::remove_file(&sleep_mix);
+    eprintln!("bench: sleep10ms p50 {p50:.3} ms over {n} requests");
+
+    Ok(vec![
+        Figure {
+            name: "point_select_qps".into(),
+            unit: "queries/s".into(),
+            ours: q,
+            peer: format!("sysbench 1.0.20 oltp_point_select, {THREADS} threads, {ROWS} rows"),
+            peer_value: Some(sb_qps),
+            ratio: Some(ratio),
+            goal: "ratio >= 1.0".into(),
+            goal_met: ratio >= 1.0,
+            method: format!(
+                "loadtests/point_select.toml on the same sbtest1 table, {THREADS} users and {THREADS} pool connections, closed model, \
+                 straight to the server as sysbench is; {SECS} s each, better of 2 rounds, client and server sharing the machine's 2 \
+                 cores. The server spent {our_server:.1} us CPU per query for our client against {sb_server:.1} us for sysbench's \
+                 (same statement, prepared, both)."
+            ),
+        },
+        Figure {
+            name: "point_select_cpu_us_per_query".into(),
+            unit: "us CPU/query".into(),
+            ours: cpu,
+            peer: "sysbench 1.0.20 oltp_point_select (its process)".into(),
+            peer_value: Some(sb_cpu),
+            ratio: Some(cpu / sb_cpu),
+            goal: "as low as the peer (ratio <= 1.0)".into(),
+            goal_met: cpu <= sb_cpu,
+            method: "user+system CPU of the load process (goose, tokio, API tier, recorder) per successful query".into(),
+        },
+        Figure {
+            name: "point_select_server_cpu_us_per_query".into(),
+            unit: "us server CPU/query".into(),
+            ours: our_server,
+            peer: "the server's CPU per query under sysbench".into(),
+            peer_value: Some(sb_server),
+            ratio: Some(our_server / sb_server),
+            goal: "informational: what the client library costs the server".into(),
+            goal_met: true,
+            method: "mariadbd user+system CPU over the run divided by queries served".into(),
+        },
+        Figure {
+            name: "endpoint_point_select_qps".into(),
+            unit: "queries/s".into(),
+            ours: qe,
+            peer: "the same load straight to the server".into(),
+            peer_value: Some(q),
+            ratio: Some(qe / q),
+            goal: "informational: the cost of the swappable endpoint".into(),
+            goal_met: true,
+            method: format!("as point_select_qps, through coldswap's TCP endpoint (the drill's load path); load process CPU {cpue:.1} us/query"),
+        },
+        Figure {
+            name: "sleep10ms_p50_ms".into(),
+            unit: "ms".into(),
+            ours: p50,
+            peer: String::new(),
+            peer_value: None,
+            ratio: None,
+            goal: "within 0.5 ms of 10 ms".into(),
+            goal_met: (p50 - 10.0).abs() <= 0.5,
+            method: format!("SELECT SLEEP(0.01) as a transaction, 8 users, 10 s straight to the server, {n} requests; p50 of our HDR histogram; the server's own mean time for the statement (performance_schema) was {server_ms:.3} ms"),
+        },
+    ])
+}
