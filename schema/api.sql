@@ -72,7 +72,7 @@ CREATE TABLE jobs (
   started_at    DATETIME(3)  NULL,
   finished_at   DATETIME(3)  NULL,
   updated_at    DATETIME(3)  NOT NULL,
-  KEY idx_jobs_account_created (account_id, created_at),
+  KEY idx_jobs_account_created (account_id, created_at, status),
   KEY idx_jobs_created (created_at)
 ) ENGINE=InnoDB;
 

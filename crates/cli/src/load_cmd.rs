@@ -47,6 +47,9 @@ pub struct LoadArgs {
     /// Client retries of failed requests.
     #[arg(long, default_value_t = 0)]
     retries: u32,
+    /// text (values inline, as ORMs send them) or binary (prepared statements).
+    #[arg(long, default_value = "text")]
+    protocol: String,
     /// Background jobs to run (default: those enabled in the mix); "none" for none.
     #[arg(long, value_delimiter = ',')]
     background: Option<Vec<String>>,
@@ -167,6 +170,7 @@ pub async fn run(a: LoadArgs) -> Result<u8> {
             deadline_ms: a.deadline_ms,
             retries: a.retries,
             backoff_ms: 100,
+            protocol: a.protocol.parse()?,
         },
         background,
         shard,

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 mod cluster_cmd;
 mod cold_cmd;
+mod drill_cmd;
 mod load_cmd;
 mod seed_cmd;
 
@@ -34,6 +35,8 @@ enum Cmd {
     /// Server distributions in the per-user cache.
     #[command(subcommand)]
     Dist(DistCmd),
+    /// The whole rehearsal: up, seed, baseline, upgrade, cold switchover, cold, warm-up, warm, report.
+    Drill(drill_cmd::DrillArgs),
     /// Run a load mix against a cluster (through a swappable endpoint) or an endpoint.
     Load(load_cmd::LoadArgs),
     /// Emulated cold storage (first-touch penalty) of a node.
@@ -309,6 +312,7 @@ async fn run(cmd: Cmd) -> Result<u8> {
         Cmd::Cluster(c) => cluster_cmd::run(c).await,
         Cmd::Cold(c) => cold_cmd::cold(c).await,
         Cmd::Load(a) => load_cmd::run(a).await,
+        Cmd::Drill(a) => drill_cmd::run(a).await,
         Cmd::Warm { target, technique, from, tables, parallel, json } => {
             cold_cmd::warm(target, &technique, from, tables, parallel, json).await
         }

@@ -137,6 +137,9 @@ pub struct Stmt {
     pub sql: String,
     /// Generator index of each `?`, in order.
     pub params: Vec<usize>,
+    /// `sql` split at its placeholders (params.len() + 1 pieces), for the
+    /// text protocol, which sends values inline.
+    pub parts: Vec<String>,
     pub line: usize,
 }
 
@@ -192,9 +195,17 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// Turn `:name` into `?`, outside quotes and comments. Returns the SQL and
 /// the parameter names in order.
 pub fn extract_params(sql: &str) -> (String, Vec<String>) {
+    let (q, names, _) = split_params(sql);
+    (q, names)
+}
+
+/// As [`extract_params`], also returning the SQL split at the placeholders.
+pub fn split_params(sql: &str) -> (String, Vec<String>, Vec<String>) {
     let b = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());
     let mut names = Vec::new();
+    let mut parts = Vec::new();
+    let mut part_start = 0usize;
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -254,7 +265,9 @@ pub fn extract_params(sql: &str) -> (String, Vec<String>) {
                     i += 1;
                 }
                 names.push(sql[start..i].to_string());
+                parts.push(out[part_start..].to_string());
                 out.push('?');
+                part_start = out.len();
             }
             _ => {
                 // copy one UTF-8 character
@@ -264,7 +277,8 @@ pub fn extract_params(sql: &str) -> (String, Vec<String>) {
             }
         }
     }
-    (out, names)
+    parts.push(out[part_start..].to_string());
+    (out, names, parts)
 }
 
 impl Mix {
@@ -387,7 +401,7 @@ impl Mix {
                 if text_sql.trim().is_empty() {
                     return Err(err(span, format!("{what} '{owner}': empty SQL statement")));
                 }
-                let (q, params) = extract_params(&text_sql);
+                let (q, params, parts) = split_params(&text_sql);
                 let mut idx = Vec::new();
                 for p in params {
                     match names.get(&p) {
@@ -406,7 +420,7 @@ impl Mix {
                         }
                     }
                 }
-                out.push(Stmt { text: text_sql.clone(), sql: q, params: idx, line: line_of(text, span.start) });
+                out.push(Stmt { text: text_sql.clone(), sql: q, params: idx, parts, line: line_of(text, span.start) });
             }
             Ok(out)
         };
@@ -591,6 +605,12 @@ sql = "SELECT COUNT(*) FROM schedules"
         assert_eq!(m.transactions[0].steps[0].params, vec![1, 0]);
         assert_eq!(m.background[0].period, Duration::from_secs(1));
         assert_eq!(m.tables(), vec![("api".into(), "api_keys".into()), ("api".into(), "schedules".into())]);
+    }
+
+    #[test]
+    fn split_at_placeholders() {
+        let (_, _, parts) = split_params("SELECT '?', a FROM t WHERE a = :x AND b = :y");
+        assert_eq!(parts, vec!["SELECT '?', a FROM t WHERE a = ", " AND b = ", ""]);
     }
 
     #[test]

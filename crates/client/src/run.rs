@@ -352,17 +352,29 @@ async fn run_transaction(ctx: &Ctx, i: usize, user: &mut GooseUser) -> Transacti
         };
         (vals, intended)
     };
-    let start = match intended {
+    let full = Duration::from_millis(ctx.cfg.tier.deadline_ms);
+    let (start, deadline) = match intended {
         Some(at) => {
             let now = Instant::now();
             if at > now {
                 tokio::time::sleep(at - now).await;
             }
-            at
+            // The request arrived at `at`: its deadline runs from there, so
+            // one that waited too long for the API fails as a timeout.
+            (at, full.checked_sub(at.elapsed()))
         }
-        None => Instant::now(),
+        None => (Instant::now(), Some(full)),
     };
-    let out: Outcome = ctx.tier.request(&t.steps, &vals, t.atomic, None).await;
+    let out: Outcome = match deadline {
+        Some(d) if !d.is_zero() => ctx.tier.request(&t.steps, &vals, t.atomic, Some(d)).await,
+        _ => Outcome {
+            ok: false,
+            class: Some(crate::tier::FailClass::DeadlineExceeded),
+            error: Some(format!("deadline of {} ms passed before the API could start it", full.as_millis())),
+            attempts: 0,
+            rows: 0,
+        },
+    };
     let latency = start.elapsed();
     if out.ok {
         if let Some(l) = t.ledger {

@@ -24,11 +24,70 @@ pub struct TierConfig {
     pub retries: u32,
     /// First retry backoff, ms (doubles each retry).
     pub backoff_ms: u64,
+    /// How statements go to the server: `text` (values inline, as most ORMs
+    /// send them; the server keeps statement digests for these) or `binary`
+    /// (server-side prepared statements).
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Text,
+    Binary,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Protocol> {
+        match s {
+            "text" => Ok(Protocol::Text),
+            "binary" | "prepared" => Ok(Protocol::Binary),
+            o => anyhow::bail!("unknown protocol '{o}' (text or binary)"),
+        }
+    }
+}
+
+/// A value as an SQL literal (the text protocol). Strings are quoted with
+/// quotes and backslashes doubled.
+pub fn literal(v: &Option<Value>, out: &mut String) {
+    match v {
+        Some(Value::Int(i)) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{i}");
+        }
+        Some(Value::Str(s)) => {
+            out.push('\'');
+            for c in s.chars() {
+                match c {
+                    '\'' => out.push_str("''"),
+                    '\\' => out.push_str("\\\\"),
+                    '\0' => out.push_str("\\0"),
+                    c => out.push(c),
+                }
+            }
+            out.push('\'');
+        }
+        None => out.push_str("NULL"),
+    }
+}
+
+/// A statement with its values inline.
+pub fn inline(s: &Stmt, vals: &[Option<Value>]) -> String {
+    let mut out = String::with_capacity(s.sql.len() + 16 * s.params.len());
+    for (i, part) in s.parts.iter().enumerate() {
+        out.push_str(part);
+        if let Some(&p) = s.params.get(i) {
+            literal(&vals[p], &mut out);
+        }
+    }
+    out
 }
 
 impl Default for TierConfig {
     fn default() -> Self {
-        TierConfig { pool_size: 32, acquire_timeout_ms: 1000, deadline_ms: 2000, retries: 0, backoff_ms: 100 }
+        TierConfig { pool_size: 32, acquire_timeout_ms: 1000, deadline_ms: 2000, retries: 0, backoff_ms: 100, protocol: Protocol::Text }
     }
 }
 
@@ -240,12 +299,12 @@ impl Tier {
                 if atomic {
                     let mut tx = conn.begin().await.map_err(|e| (classify(&e, false), error_text(&e)))?;
                     for s in steps {
-                        rows = run_stmt(&mut tx, s, vals).await?;
+                        rows = run_stmt(&mut tx, s, vals, self.cfg.protocol).await?;
                     }
                     tx.commit().await.map_err(|e| (classify(&e, false), error_text(&e)))?;
                 } else {
                     for s in steps {
-                        rows = run_stmt(conn, s, vals).await?;
+                        rows = run_stmt(conn, s, vals, self.cfg.protocol).await?;
                     }
                 }
                 Ok(rows)
@@ -290,7 +349,17 @@ impl Tier {
     }
 }
 
-async fn run_stmt(conn: &mut sqlx::MySqlConnection, s: &Stmt, vals: &[Option<Value>]) -> Result<u64, (FailClass, String)> {
+async fn run_stmt(conn: &mut sqlx::MySqlConnection, s: &Stmt, vals: &[Option<Value>], protocol: Protocol) -> Result<u64, (FailClass, String)> {
+    if protocol == Protocol::Text {
+        let text = inline(s, vals);
+        return if s.is_select() {
+            let rows = sqlx::Executor::fetch_all(&mut *conn, text.as_str()).await.map_err(|e| (classify(&e, false), error_text(&e)))?;
+            Ok(rows.len() as u64)
+        } else {
+            let r = sqlx::Executor::execute(&mut *conn, text.as_str()).await.map_err(|e| (classify(&e, false), error_text(&e)))?;
+            Ok(r.rows_affected())
+        };
+    }
     let mut q = sqlx::query(&s.sql);
     for &p in &s.params {
         q = match &vals[p] {
@@ -311,6 +380,21 @@ async fn run_stmt(conn: &mut sqlx::MySqlConnection, s: &Stmt, vals: &[Option<Val
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literals_are_escaped() {
+        let mut o = String::new();
+        literal(&Some(Value::Str("a'b\\c".into())), &mut o);
+        assert_eq!(o, "'a''b\\\\c'");
+        let s = Stmt {
+            text: String::new(),
+            sql: "SELECT ? , ?".into(),
+            params: vec![0, 1],
+            parts: vec!["SELECT ".into(), " , ".into(), "".into()],
+            line: 1,
+        };
+        assert_eq!(inline(&s, &[Some(Value::Int(-4)), None]), "SELECT -4 , NULL");
+    }
 
     #[test]
     fn io_errors_classify() {

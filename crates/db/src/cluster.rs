@@ -1120,3 +1120,13 @@ impl Cluster {
         self.save()
     }
 }
+
+impl Cluster {
+    /// Leave the cluster running after this process: it becomes persistent
+    /// (cleaned only by `coldswap cluster down`).
+    pub fn keep(mut self) -> Result<()> {
+        self.set_persistent(true)?;
+        self.detach();
+        Ok(())
+    }
+}

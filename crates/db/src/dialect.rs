@@ -50,14 +50,23 @@ impl Dialect {
         match self.flavor {
             Flavor::MariaDB => {
                 v.push("--log-slave-updates".into());
+                // Apply in parallel: a replica on a cold volume pays each
+                // first read; one applier thread could not keep up.
+                v.push("--slave-parallel-threads=8".into());
+                v.push("--slave-parallel-mode=optimistic".into());
             }
             Flavor::MySQL => {
                 v.push("--gtid-mode=ON".into());
                 v.push("--enforce-gtid-consistency=ON".into());
                 if self.version >= Version(8, 0, 26) {
                     v.push("--log-replica-updates".into());
+                    v.push("--replica-parallel-workers=8".into());
+                    v.push("--replica-preserve-commit-order=ON".into());
                 } else {
                     v.push("--log-slave-updates".into());
+                    v.push("--slave-parallel-workers=8".into());
+                    v.push("--slave-parallel-type=LOGICAL_CLOCK".into());
+                    v.push("--slave-preserve-commit-order=ON".into());
                 }
                 if self.version >= Version(8, 0, 0) {
                     // X Plugin would take port 33060 on every node.

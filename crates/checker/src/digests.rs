@@ -1,0 +1,200 @@
+//! The server's own account of the heaviest statements:
+//! performance_schema.events_statements_summary_by_digest, reset per phase,
+//! matched back to the mix's transactions by normalised text.
+
+use anyhow::Result;
+use coldswap_client::Mix;
+use coldswap_db::sql;
+use sqlx::MySqlConnection;
+
+use crate::report::Digest;
+
+/// Empty the digest table (at the start of a phase).
+pub async fn reset(conn: &mut MySqlConnection) -> Result<()> {
+    sql::exec(conn, "TRUNCATE TABLE performance_schema.events_statements_summary_by_digest").await
+}
+
+/// Normalise SQL for matching a mix statement with a digest: lower case,
+/// no quotes or whitespace, literals and placeholders as '?', lists folded.
+pub fn normalize(sql: &str) -> String {
+    let b = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    // whether the previous source character continues an identifier
+    let mut in_ident = false;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\'' || c == b'"' {
+            in_ident = false;
+            // a string literal
+            i += 1;
+            while i < b.len() {
+                if b[i] == b'\\' {
+                    i += 2;
+                    continue;
+                }
+                if b[i] == c {
+                    if i + 1 < b.len() && b[i + 1] == c {
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                i += 1;
+            }
+            i += 1;
+            out.push('?');
+            continue;
+        }
+        if c == b'`' || c.is_ascii_whitespace() {
+            in_ident = false;
+            i += 1;
+            continue;
+        }
+        if c.is_ascii_digit() && !in_ident {
+            while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+                i += 1;
+            }
+            out.push('?');
+            continue;
+        }
+        in_ident = c.is_ascii_alphanumeric() || c == b'_';
+        out.push(c.to_ascii_lowercase() as char);
+        i += 1;
+    }
+    // MariaDB writes <> as !=
+    let out = out.replace("<>", "!=");
+    // "?,?,?" lists and MariaDB's "..." folding
+    // unary minus on literals, MariaDB's "..." list folding, then lists
+    let mut s = out.replace("-?", "?").replace("...", "?");
+    while s.contains("?,?") {
+        s = s.replace("?,?", "?");
+    }
+    s
+}
+
+/// Which transaction or background job of the mix issues a digest.
+pub fn match_digest(mix: &Mix, digest_text: &str) -> Option<String> {
+    let d = normalize(digest_text);
+    if d.is_empty() {
+        return None;
+    }
+    let all = mix
+        .transactions
+        .iter()
+        .map(|t| (&t.name, &t.steps))
+        .chain(mix.background.iter().map(|b| (&b.name, &b.steps)));
+    let mut best: Option<(usize, String)> = None;
+    for (name, steps) in all {
+        for s in steps {
+            let n = normalize(&s.sql);
+            // Digest texts may be truncated: compare the common prefix.
+            let len = n.len().min(d.len());
+            if len >= 16 && n[..len] == d[..len] && best.as_ref().map(|b| len > b.0).unwrap_or(true) {
+                best = Some((len, name.clone()));
+            }
+        }
+    }
+    best.map(|b| b.1)
+}
+
+/// Statements that read or write data (not BEGIN, COMMIT, SET, SHOW...):
+/// shares are of their time, the time queries took.
+const DATA_STATEMENTS: &str = "(DIGEST_TEXT LIKE 'SELECT%' OR DIGEST_TEXT LIKE 'INSERT%' OR DIGEST_TEXT LIKE 'UPDATE%' \
+     OR DIGEST_TEXT LIKE 'DELETE%' OR DIGEST_TEXT LIKE 'REPLACE%' OR DIGEST_TEXT LIKE 'WITH%')";
+
+/// The top data statements by total latency since the last reset, in the
+/// given schemas, with their share of all data-statement time. (Statements
+/// sent as server-side prepared statements are not digested by MariaDB;
+/// the load sends text by default.)
+pub async fn top(conn: &mut MySqlConnection, schemas: &[&str], mix: Option<&Mix>, limit: usize) -> Result<Vec<Digest>> {
+    let list: Vec<String> = schemas.iter().map(|s| format!("'{}'", s.replace('\'', "''"))).collect();
+    let filter = format!("SCHEMA_NAME IN ({}) AND {DATA_STATEMENTS}", list.join(","));
+    let total = sql::query_text(
+        conn,
+        &format!(
+            "SELECT CAST(COALESCE(SUM(SUM_TIMER_WAIT), 0) AS CHAR) FROM performance_schema.events_statements_summary_by_digest WHERE {filter}"
+        ),
+    )
+    .await?
+    .and_then(|t| t.parse::<f64>().ok())
+    .unwrap_or(0.0);
+    let rows = sql::fetch_all(
+        conn,
+        &format!(
+            "SELECT DIGEST_TEXT, CAST(COUNT_STAR AS CHAR), CAST(SUM_ROWS_EXAMINED AS CHAR), CAST(SUM_TIMER_WAIT AS CHAR) \
+             FROM performance_schema.events_statements_summary_by_digest WHERE {filter} AND DIGEST_TEXT IS NOT NULL \
+             ORDER BY SUM_TIMER_WAIT DESC LIMIT {limit}"
+        ),
+    )
+    .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let text = sql::col_text_at(&r, 0).unwrap_or_default();
+        let n = |i| sql::col_text_at(&r, i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+        let wait_ps = n(3);
+        out.push(Digest {
+            transaction: mix.and_then(|m| match_digest(m, &text)),
+            digest_text: text,
+            exec_count: n(1) as u64,
+            rows_examined: n(2) as u64,
+            total_latency_ms: wait_ps / 1e9,
+            share: if total > 0.0 { wait_ps / total } else { 0.0 },
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mix_sql_and_digest_text_normalise_alike() {
+        let mix_sql = "SELECT id, account_id FROM schedules\n WHERE last_run_status <> last_notified_status";
+        let digest = "SELECT `id` , `account_id` FROM `schedules` WHERE `last_run_status` <> `last_notified_status`";
+        assert_eq!(normalize(mix_sql), normalize(digest));
+        let a = "UPDATE jobs SET status = ?, finished_at = NOW(3) WHERE id = ?";
+        let b = "UPDATE `jobs` SET `status` = ? , `finished_at` = NOW ( ? ) WHERE `id` = ?";
+        assert_eq!(normalize(a), normalize(b));
+        let a = "INSERT INTO t (a, b) VALUES (?, 'presto', -1)";
+        let b = "INSERT INTO `t` ( `a` , `b` ) VALUES (...)";
+        assert_eq!(normalize(a), normalize(b));
+        assert_ne!(normalize("SELECT a FROM t1"), normalize("SELECT a FROM t2"));
+    }
+
+    #[test]
+    fn digests_map_to_transactions() {
+        let text = r#"
+name = "m"
+database = "api"
+[[transaction]]
+name = "show"
+weight = 1
+sql = "SELECT id, status FROM jobs WHERE id = 5"
+[[background]]
+name = "notify"
+period_ms = 1000
+sql = "SELECT id FROM schedules WHERE last_run_status <> last_notified_status"
+"#;
+        let mix = Mix::parse(text, std::path::Path::new("m.toml")).unwrap();
+        assert_eq!(match_digest(&mix, "SELECT `id` , `status` FROM `jobs` WHERE `id` = ?").as_deref(), Some("show"));
+        assert_eq!(
+            match_digest(&mix, "SELECT `id` FROM `schedules` WHERE `last_run_status` <> `last_notified_status`").as_deref(),
+            Some("notify")
+        );
+        assert_eq!(match_digest(&mix, "SELECT `x` FROM `y`"), None);
+    }
+}
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+    #[test]
+    fn real_digests() {
+        let mix = Mix::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../loadtests/api.toml"))).unwrap();
+        let d = "SELECT ID , STATUS , ENGINE , `created_at` , `finished_at` FROM `jobs` WHERE `account_id` = ? ORDER BY `created_at` DESC LIMIT ? ";
+        let t = mix.txn("list_jobs").unwrap();
+        eprintln!("{}\n{}", normalize(&t.steps[0].sql), normalize(d));
+        assert_eq!(match_digest(&mix, d).as_deref(), Some("list_jobs"));
+    }
+}

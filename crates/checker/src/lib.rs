@@ -1,0 +1,33 @@
+//! coldswap's **checker**: what the drill concludes.
+//!
+//! * [`report`]: the report model (report.json's keys are a contract).
+//! * [`digests`]: the server's heaviest statements per phase.
+//! * [`lint`]: EXPLAIN of the mix before the load, full scans flagged.
+//! * [`thresholds`]: the rules that fail a drill, and the verdict.
+//! * [`render`]: report.md and a self-contained report.html.
+
+pub mod digests;
+pub mod lint;
+pub mod render;
+pub mod report;
+pub mod thresholds;
+
+pub use report::Report;
+pub use thresholds::Thresholds;
+
+/// Write report.json, report.md and report.html into `dir`.
+pub fn write_all(r: &Report, dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let w = |name: &str, body: &[u8]| -> anyhow::Result<()> {
+        let p = dir.join(name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, body).with_context(|| format!("cannot write {}", p.display()))?;
+        std::fs::rename(&tmp, &p).with_context(|| format!("cannot write {}", p.display()))?;
+        Ok(())
+    };
+    w("report.json", serde_json::to_string_pretty(r)?.as_bytes())?;
+    w("report.md", render::markdown(r).as_bytes())?;
+    w("report.html", render::html(r).as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! Thresholds that fail a drill (and a nightly CI job), and the verdict.
+
+use serde::{Deserialize, Serialize};
+
+use crate::report::{Report, Threshold, Verdict};
+use coldswap_client::stats::Kind;
+
+/// Limits; a missing one is not checked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Any API transaction's cold p99 over its warm p99.
+    pub cold_p99_over_warm: Option<f64>,
+    /// Failed API requests in the cold phase, percent.
+    pub cold_error_rate_pct: Option<f64>,
+    /// Write unavailability of the switchover, seconds.
+    pub unavailable_s: Option<f64>,
+    /// Share of the cold phase's statement time taken by one statement, percent.
+    pub heaviest_hitter_share_pct: Option<f64>,
+    /// Statements that lint flags as full scans.
+    pub full_scans: Option<u64>,
+    /// Acknowledged writes missing after the switchover.
+    pub lost_writes: Option<u64>,
+    /// Tasks whose final state contradicts what their worker was told.
+    pub status_anomalies: Option<u64>,
+    /// Transactions with fewer requests than this in a phase are not compared.
+    pub min_samples: u64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            cold_p99_over_warm: Some(10.0),
+            cold_error_rate_pct: Some(1.0),
+            unavailable_s: Some(5.0),
+            heaviest_hitter_share_pct: Some(50.0),
+            full_scans: None,
+            lost_writes: Some(0),
+            status_anomalies: None,
+            min_samples: 20,
+        }
+    }
+}
+
+impl Thresholds {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for (n, v) in [
+            ("cold_p99_over_warm", self.cold_p99_over_warm),
+            ("cold_error_rate_pct", self.cold_error_rate_pct),
+            ("unavailable_s", self.unavailable_s),
+            ("heaviest_hitter_share_pct", self.heaviest_hitter_share_pct),
+        ] {
+            if let Some(v) = v {
+                if !v.is_finite() || v < 0.0 {
+                    anyhow::bail!("threshold {n} must be a non-negative number, not {v}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn rule(rule: &str, value: f64, limit: f64, passed: bool, detail: String) -> Threshold {
+    Threshold { rule: rule.into(), value, limit, passed, detail }
+}
+
+/// Evaluate the thresholds against a report (phases, comparison, heaviest
+/// hitter, lint and invariants must be filled).
+pub fn evaluate(r: &Report, t: &Thresholds) -> Vec<Threshold> {
+    let mut out = Vec::new();
+    if let Some(limit) = t.cold_p99_over_warm {
+        let cold = r.phase("cold");
+        let warm = r.phase("warm");
+        let mut worst: Option<(f64, String)> = None;
+        if let (Some(c), Some(w)) = (cold, warm) {
+            for ct in c.transactions.iter().filter(|x| x.kind == Kind::Transaction) {
+                if let Some(wt) = w.txn(&ct.name) {
+                    if ct.count >= t.min_samples && wt.count >= t.min_samples && wt.p99_ms > 0.0 {
+                        let ratio = ct.p99_ms / wt.p99_ms;
+                        if worst.as_ref().map(|x| ratio > x.0).unwrap_or(true) {
+                            worst = Some((ratio, ct.name.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some((v, name)) = worst {
+            out.push(rule(
+                "cold_p99_over_warm",
+                v,
+                limit,
+                v <= limit,
+                format!("{name}: cold p99 is {v:.1}x its warm p99"),
+            ));
+        }
+    }
+    if let Some(limit) = t.cold_error_rate_pct {
+        if let Some(c) = r.phase("cold") {
+            let v = c.error_rate * 100.0;
+            out.push(rule(
+                "cold_error_rate_pct",
+                v,
+                limit,
+                v <= limit,
+                format!("{} of {} requests failed on the cold primary", c.errors, c.requests),
+            ));
+        }
+    }
+    if let Some(limit) = t.unavailable_s {
+        let v = r.switchover.write_unavailable_seconds.max(r.switchover.client_unavailable_seconds);
+        out.push(rule(
+            "unavailable_s",
+            v,
+            limit,
+            v <= limit,
+            format!("writes unavailable {v:.2} s; {} requests failed in the switchover", r.switchover.failed_requests),
+        ));
+    }
+    if let Some(limit) = t.heaviest_hitter_share_pct {
+        if let Some(h) = &r.heaviest_hitter {
+            let v = h.share * 100.0;
+            out.push(rule(
+                "heaviest_hitter_share_pct",
+                v,
+                limit,
+                v <= limit,
+                format!(
+                    "{} takes {v:.0}% of statement time in the {} phase",
+                    h.transaction.clone().unwrap_or_else(|| "an unknown statement".into()),
+                    h.phase
+                ),
+            ));
+        }
+    }
+    if let Some(limit) = t.full_scans {
+        let n = r.lint.iter().filter(|l| l.full_scan).count() as u64;
+        let names: Vec<&str> = r.lint.iter().filter(|l| l.full_scan).map(|l| l.transaction.as_str()).collect();
+        out.push(rule("full_scans", n as f64, limit as f64, n <= limit, format!("full scans: {}", names.join(", "))));
+    }
+    if let Some(limit) = t.lost_writes {
+        if let Some(lost) = r.invariants.get("ledger").and_then(|l| l.get("lost")).and_then(|v| v.as_u64()) {
+            out.push(rule("lost_writes", lost as f64, limit as f64, lost <= limit, format!("{lost} acknowledged writes missing on the new primary")));
+        }
+    }
+    if let Some(limit) = t.status_anomalies {
+        if let Some(n) = r.invariants.get("status").and_then(|l| l.get("anomalies")).and_then(|v| v.as_u64()) {
+            out.push(rule("status_anomalies", n as f64, limit as f64, n <= limit, format!("{n} tasks ended in a state their worker was not told")));
+        }
+    }
+    out
+}
+
+/// The verdict: thresholds, plus what an SRE should read first.
+pub fn verdict(r: &Report) -> Verdict {
+    let failed: Vec<&Threshold> = r.thresholds.iter().filter(|t| !t.passed).collect();
+    let mut findings = Vec::new();
+    if let Some(h) = &r.heaviest_hitter {
+        let flagged = h
+            .transaction
+            .as_ref()
+            .map(|t| r.lint.iter().any(|l| &l.transaction == t && l.full_scan))
+            .unwrap_or(false);
+        findings.push(format!(
+            "Heaviest statement in the {} phase: {} ({:.0}% of statement time){}.",
+            h.phase,
+            h.transaction.clone().unwrap_or_else(|| "not from the mix".into()),
+            h.share * 100.0,
+            if flagged { ", a full scan lint flagged before the load" } else { "" }
+        ));
+    }
+    let scans: Vec<String> = r
+        .lint
+        .iter()
+        .filter(|l| l.full_scan)
+        .map(|l| format!("{} (est. {:.1} s per run on a cold volume)", l.transaction, l.est_cold_cost_ms / 1000.0))
+        .collect();
+    if !scans.is_empty() {
+        findings.push(format!("Full scans in the mix: {}.", scans.join("; ")));
+    }
+    if let Some(worst) = r
+        .comparison
+        .iter()
+        .filter(|c| c.cold_over_warm.is_some())
+        .max_by(|a, b| a.cold_over_warm.partial_cmp(&b.cold_over_warm).unwrap())
+    {
+        findings.push(format!(
+            "Slowest to recover: {} (p99 {:.1} ms cold vs {:.1} ms warm, {:.1}x).",
+            worst.transaction,
+            worst.cold_p99_ms.unwrap_or(0.0),
+            worst.warm_p99_ms.unwrap_or(0.0),
+            worst.cold_over_warm.unwrap_or(0.0)
+        ));
+    }
+    if let Some(c) = r.phase("cold") {
+        findings.push(format!(
+            "Cold primary: {:.1}% of {} requests failed.",
+            c.error_rate * 100.0,
+            c.requests
+        ));
+    }
+    findings.push(format!(
+        "Switchover: writes unavailable {:.2} s, {} requests failed.",
+        r.switchover.write_unavailable_seconds, r.switchover.failed_requests
+    ));
+    if let Some(k) = &r.kill_switch {
+        findings.push(format!(
+            "Kill-switch on {} at {:.0} s: error rate {:.1}% -> {:.1}%, p99 {:.0} -> {:.0} ms{}.",
+            k.target,
+            k.at_s,
+            k.error_rate_before * 100.0,
+            k.error_rate_after * 100.0,
+            k.p99_before_ms,
+            k.p99_after_ms,
+            if k.recovered { " (recovered)" } else { " (did not recover)" }
+        ));
+    }
+    let passed = r.complete && failed.is_empty();
+    let headline = if !r.complete {
+        format!("INCOMPLETE: {}", r.incomplete_reason.clone().unwrap_or_else(|| "the drill did not finish".into()))
+    } else if failed.is_empty() {
+        "PASS: the upgrade and switchover stayed within every threshold".to_string()
+    } else {
+        format!("FAIL: {}", failed.iter().map(|t| t.detail.clone()).collect::<Vec<_>>().join("; "))
+    };
+    Verdict { passed, headline, findings }
+}

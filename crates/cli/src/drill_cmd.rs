@@ -1,0 +1,145 @@
+//! `coldswap drill`
+
+use anyhow::{bail, Result};
+use clap::Args;
+use coldswap_drill::DrillConfig;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct DrillArgs {
+    /// The drill's settings (flags below override them).
+    #[arg(long, default_value = "drill.toml")]
+    config: PathBuf,
+    /// Reports go to OUT/<timestamp>/ (OUT/latest points at the newest).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// process, container or auto.
+    #[arg(long)]
+    backend: Option<String>,
+    #[arg(long)]
+    from: Option<String>,
+    #[arg(long)]
+    to: Option<String>,
+    /// Dataset scale (1 = about 1 GiB).
+    #[arg(long, allow_negative_numbers = true)]
+    scale: Option<f64>,
+    #[arg(long)]
+    users: Option<usize>,
+    /// Open model: requests per second.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Mix file.
+    #[arg(long)]
+    mix: Option<PathBuf>,
+    /// Background jobs to run ("none" for none).
+    #[arg(long, value_delimiter = ',')]
+    background: Option<Vec<String>>,
+    #[arg(long)]
+    baseline: Option<String>,
+    #[arg(long)]
+    cold: Option<String>,
+    #[arg(long)]
+    warm: Option<String>,
+    /// First-touch latency of the restored volume (1ms, 3ms..30ms).
+    #[arg(long)]
+    latency: Option<String>,
+    /// First-touch fetches in flight at once on the restored volume.
+    #[arg(long)]
+    storage_concurrency: Option<u32>,
+    /// none, buffer-pool, volume-read or prefetch.
+    #[arg(long)]
+    warmup: Option<String>,
+    /// Turn a transaction or background job off during the cold phase: NAME@DURATION.
+    #[arg(long)]
+    kill_switch: Option<String>,
+    #[arg(long)]
+    buffer_pool_mb: Option<u32>,
+    #[arg(long)]
+    pool: Option<u32>,
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+    /// Leave the cluster running afterwards.
+    #[arg(long)]
+    keep: bool,
+}
+
+pub async fn run(a: DrillArgs) -> Result<u8> {
+    let (mut cfg, text) = if a.config.exists() {
+        let (c, t) = DrillConfig::load(&a.config)?;
+        (c, Some(t))
+    } else if a.config == PathBuf::from("drill.toml") {
+        (DrillConfig::default(), None)
+    } else {
+        bail!("config {} does not exist", a.config.display());
+    };
+    if let Some(v) = a.out {
+        cfg.out = v;
+    }
+    if let Some(v) = a.backend {
+        cfg.cluster.backend = v;
+    }
+    if let Some(v) = a.from {
+        cfg.cluster.from = v;
+    }
+    if let Some(v) = a.to {
+        cfg.cluster.to = v;
+    }
+    if let Some(v) = a.scale {
+        cfg.data.scale = v;
+    }
+    if let Some(v) = a.users {
+        cfg.load.users = v;
+    }
+    if let Some(v) = a.rate {
+        cfg.load.rate = v;
+    }
+    if let Some(v) = a.mix {
+        cfg.load.mix = v;
+    }
+    if let Some(v) = a.background {
+        cfg.load.background = Some(if v.iter().any(|x| x == "none") { vec![] } else { v });
+    }
+    if let Some(v) = a.baseline {
+        cfg.phases.baseline = v;
+    }
+    if let Some(v) = a.cold {
+        cfg.phases.cold = v;
+    }
+    if let Some(v) = a.warm {
+        cfg.phases.warm = v;
+    }
+    if let Some(v) = a.latency {
+        cfg.storage.latency = v;
+    }
+    if let Some(v) = a.storage_concurrency {
+        cfg.storage.concurrency = v;
+    }
+    if let Some(v) = a.warmup {
+        cfg.warmup.technique = v;
+    }
+    if let Some(v) = a.buffer_pool_mb {
+        cfg.cluster.buffer_pool_mb = v;
+    }
+    if let Some(v) = a.pool {
+        cfg.api.pool_size = v;
+    }
+    if let Some(v) = a.deadline_ms {
+        cfg.api.deadline_ms = v;
+    }
+    if let Some(k) = a.kill_switch {
+        let (t, at) = k
+            .split_once('@')
+            .ok_or_else(|| anyhow::anyhow!("invalid --kill-switch '{k}': expected NAME@DURATION, such as notify_schedules@60s"))?;
+        cfg.kill_switch = Some(coldswap_drill::config::KillSwitchCfg { target: t.to_string(), at: at.to_string() });
+    }
+    if a.keep {
+        cfg.keep = true;
+    }
+    let source = text.as_deref().map(|t| (a.config.as_path(), t));
+    let o = coldswap_drill::run(cfg, source).await?;
+    print!("{}", coldswap_drill::summary(&o));
+    if let Some(e) = &o.error {
+        eprintln!("coldswap: drill incomplete: {e}");
+    }
+    Ok(o.exit_code as u8)
+}

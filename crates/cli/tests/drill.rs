@@ -1,0 +1,122 @@
+//! Issue 6: the whole drill at the test scale, on real servers.
+//!
+//! The restored volume is made slow and narrow (20-60 ms per first touch,
+//! one fetch at a time) so the cold phase of a small dataset lasts long
+//! enough to be seen in a short drill.
+
+mod common;
+use common::*;
+
+use coldswap_drill::config::KillSwitchCfg;
+use coldswap_drill::DrillConfig;
+use std::path::PathBuf;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn test_config(dir: &std::path::Path, background: &str) -> DrillConfig {
+    let mut c = DrillConfig::default();
+    c.out = dir.join("out");
+    c.cluster.buffer_pool_mb = 32;
+    c.data.scale = 0.05;
+    c.storage.latency = "20ms..60ms".into();
+    c.storage.concurrency = 1;
+    c.load.mix = repo().join("loadtests/api.toml");
+    c.load.users = 24;
+    c.load.background = Some(vec![background.to_string()]);
+    c.api.pool_size = 16;
+    c.phases.baseline = "8s".into();
+    c.phases.cold = "25s".into();
+    c.phases.warm = "8s".into();
+    c.warmup.technique = "prefetch".into();
+    c
+}
+
+fn cold(o: &coldswap_drill::Outcome) -> &coldswap_checker::report::Phase {
+    o.report.phase("cold").expect("a cold phase")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_2017_scan_is_named_and_its_fix_does_better() {
+    let dir = test_dir("drill");
+    // The 2017 dispatcher.
+    let a = coldswap_drill::run(test_config(&dir, "notify_schedules"), None).await.expect("drill");
+    assert!(a.report.complete, "{:?}", a.error);
+    assert!(servers_under(&dir).is_empty(), "servers left after the drill");
+    let r = &a.report;
+    for p in ["baseline", "cold", "warm"] {
+        assert!(r.phase(p).is_some(), "no {p} phase");
+    }
+    // Lint flagged the full scan before the load; nothing else is a full scan.
+    let scan = r.lint.iter().find(|l| l.transaction == "notify_schedules").expect("lint of notify_schedules");
+    assert!(scan.full_scan && scan.scanned_tables == vec!["schedules".to_string()], "{scan:?}");
+    assert!(scan.est_cold_cost_ms > 1000.0, "{scan:?}");
+    let fixed_lint = r.lint.iter().find(|l| l.transaction == "notify_schedules_fixed").expect("lint of the fixed query");
+    assert!(!fixed_lint.full_scan, "{fixed_lint:?}");
+    assert!(r.lint.iter().filter(|l| l.full_scan).all(|l| l.transaction == "notify_schedules"), "{:?}", r.lint);
+    // The heaviest hitter of the cold phase is the scan, found in the server's digests.
+    let h = r.heaviest_hitter.as_ref().expect("a heaviest hitter");
+    assert_eq!(h.phase, "cold");
+    assert_eq!(h.transaction.as_deref(), Some("notify_schedules"), "{h:?}");
+    assert!(h.digest_text.contains("schedules"));
+    // The report files exist and the JSON has the contract keys.
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.dir.join("report.json")).unwrap()).unwrap();
+    for k in ["cluster", "switchover", "phases", "comparison", "heaviest_hitter", "lint", "thresholds"] {
+        assert!(json.get(k).is_some(), "report.json lacks {k}");
+    }
+    assert!(json["cluster"]["from_version"].as_str().unwrap().starts_with("10.11.18"));
+    assert!(json["cluster"]["to_version"].as_str().unwrap().starts_with("10.11.19"));
+    assert!(json["switchover"]["write_unavailable_seconds"].as_f64().unwrap() > 0.0);
+    assert!(json["switchover"]["failed_requests"].as_u64().is_some());
+    let html = std::fs::read_to_string(a.dir.join("report.html")).unwrap();
+    // Self-contained: inline SVG, no scripts, nothing fetched.
+    assert!(html.contains("<svg") && !html.contains("<script"));
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("url(http"));
+    assert!(std::fs::read_to_string(a.dir.join("report.md")).unwrap().contains("notify_schedules"));
+    // No credentials in any report file.
+    for f in ["report.json", "report.md", "report.html"] {
+        let t = std::fs::read_to_string(a.dir.join(f)).unwrap();
+        assert!(!t.to_lowercase().contains("password\":") && !t.contains("admin_password"), "{f} mentions a password");
+    }
+    // Nothing was lost across the swap.
+    assert_eq!(r.invariants["ledger"]["lost"], 0, "{}", r.invariants);
+    assert!(r.invariants["ledger"]["acked"].as_u64().unwrap() > 0);
+
+    // The fixed dispatcher: fewer failures and a lower p99 on the cold primary.
+    let b = coldswap_drill::run(test_config(&dir, "notify_schedules_fixed"), None).await.expect("drill");
+    assert!(b.report.complete, "{:?}", b.error);
+    let (ca, cb) = (cold(&a), cold(&b));
+    let p99 = |p: &coldswap_checker::report::Phase| {
+        let mut v: Vec<f64> = p.transactions.iter().filter(|t| t.kind == coldswap_client::stats::Kind::Transaction).map(|t| t.p99_ms).collect();
+        v.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        v[v.len() / 2]
+    };
+    eprintln!(
+        "cold phase: original {} errors of {} ({:.2}%), median p99 {:.1} ms; fixed {} of {} ({:.2}%), median p99 {:.1} ms",
+        ca.errors, ca.requests, ca.error_rate * 100.0, p99(ca), cb.errors, cb.requests, cb.error_rate * 100.0, p99(cb)
+    );
+    assert!(cb.error_rate < ca.error_rate, "fixed {} vs original {}", cb.error_rate, ca.error_rate);
+    assert!(p99(cb) < p99(ca), "fixed p99 {} vs original {}", p99(cb), p99(ca));
+    assert!(b.report.lint.iter().all(|l| l.transaction != "notify_schedules_fixed" || !l.full_scan));
+    assert!(servers_under(&dir).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kill_switch_brings_the_error_rate_down() {
+    let dir = test_dir("killswitch");
+    let mut c = test_config(&dir, "notify_schedules");
+    c.phases.cold = "40s".into();
+    c.kill_switch = Some(KillSwitchCfg { target: "notify_schedules".into(), at: "15s".into() });
+    let o = coldswap_drill::run(c, None).await.expect("drill");
+    assert!(o.report.complete, "{:?}", o.error);
+    let k = o.report.kill_switch.as_ref().expect("kill-switch section");
+    eprintln!("{k:?}");
+    assert!(k.error_rate_before > 0.0, "no errors before the switch: {k:?}");
+    assert!(k.error_rate_after < k.error_rate_before, "{k:?}");
+    assert!(k.recovered, "{k:?}");
+    assert!(o.report.events.iter().any(|e| e.name == "kill-switch"));
+    assert!(servers_under(&dir).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,336 @@
+//! drill.toml: everything a drill needs, with defaults that reproduce the
+//! 2017 incident on a 2-core machine in under 10 minutes. Flags override it.
+
+use anyhow::{anyhow, bail, Result};
+use coldswap_checker::Thresholds;
+use coldswap_client::TierConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterCfg {
+    /// process, container or auto.
+    pub backend: String,
+    pub from: String,
+    pub to: String,
+    pub buffer_pool_mb: u32,
+}
+
+impl Default for ClusterCfg {
+    fn default() -> Self {
+        ClusterCfg { backend: "process".into(), from: "mariadb-10.11.18".into(), to: "mariadb-10.11.19".into(), buffer_pool_mb: 256 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataCfg {
+    pub scale: f64,
+}
+
+impl Default for DataCfg {
+    fn default() -> Self {
+        DataCfg { scale: 1.0 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageCfg {
+    /// First-touch latency: fixed ("1ms") or a range ("3ms..30ms").
+    pub latency: String,
+    pub block_kib: u64,
+    pub concurrency: u32,
+    pub hydrate_mib_s: f64,
+}
+
+impl Default for StorageCfg {
+    fn default() -> Self {
+        StorageCfg { latency: "3ms..30ms".into(), block_kib: 64, concurrency: 4, hydrate_mib_s: 0.0 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadCfg {
+    pub mix: PathBuf,
+    pub users: usize,
+    /// Open model: requests per second (0: closed model).
+    pub rate: f64,
+    pub think_ms: u64,
+    pub hatch_rate: f64,
+    /// Background jobs to run (absent: those the mix enables).
+    pub background: Option<Vec<String>>,
+    pub seed: u64,
+}
+
+impl Default for LoadCfg {
+    fn default() -> Self {
+        LoadCfg {
+            mix: PathBuf::from("loadtests/api.toml"),
+            users: 64,
+            rate: 1000.0,
+            think_ms: 0,
+            hatch_rate: 0.0,
+            background: None,
+            seed: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhasesCfg {
+    pub baseline: String,
+    pub cold: String,
+    pub warm: String,
+}
+
+impl Default for PhasesCfg {
+    fn default() -> Self {
+        PhasesCfg { baseline: "60s".into(), cold: "120s".into(), warm: "60s".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WarmupCfg {
+    /// none, buffer-pool, volume-read or prefetch.
+    pub technique: String,
+    pub parallel: usize,
+}
+
+impl Default for WarmupCfg {
+    fn default() -> Self {
+        WarmupCfg { technique: "buffer-pool".into(), parallel: 8 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KillSwitchCfg {
+    /// A transaction or background job of the mix.
+    pub target: String,
+    /// When, into the cold phase.
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SwitchoverCfg {
+    /// Refuse to promote a replica further behind than this.
+    pub max_lag_s: f64,
+    /// GTID catch-up after fencing, before rolling back.
+    pub catchup_timeout_s: f64,
+    /// How long the drill waits for the cold replica to come within
+    /// max_lag_s before it gives up (a cold replica applies slowly).
+    pub wait_for_replica: String,
+}
+
+impl Default for SwitchoverCfg {
+    fn default() -> Self {
+        SwitchoverCfg { max_lag_s: 5.0, catchup_timeout_s: 30.0, wait_for_replica: "300s".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrillConfig {
+    /// Reports go to <out>/<timestamp>/, with <out>/latest pointing at the last.
+    pub out: PathBuf,
+    /// Leave the cluster running (and its run dir) after the drill.
+    pub keep: bool,
+    pub cluster: ClusterCfg,
+    pub data: DataCfg,
+    pub storage: StorageCfg,
+    pub load: LoadCfg,
+    pub api: TierConfig,
+    pub phases: PhasesCfg,
+    pub switchover: SwitchoverCfg,
+    pub warmup: WarmupCfg,
+    pub kill_switch: Option<KillSwitchCfg>,
+    pub thresholds: Thresholds,
+}
+
+impl Default for DrillConfig {
+    fn default() -> Self {
+        DrillConfig {
+            out: PathBuf::from("target/drill"),
+            keep: false,
+            cluster: ClusterCfg::default(),
+            data: DataCfg::default(),
+            storage: StorageCfg::default(),
+            load: LoadCfg::default(),
+            api: TierConfig::default(),
+            phases: PhasesCfg::default(),
+            switchover: SwitchoverCfg::default(),
+            warmup: WarmupCfg::default(),
+            kill_switch: None,
+            thresholds: Thresholds::default(),
+        }
+    }
+}
+
+/// Durations of the phases, checked.
+#[derive(Debug, Clone, Copy)]
+pub struct Durations {
+    pub wait_for_replica: Duration,
+    pub baseline: Duration,
+    pub cold: Duration,
+    pub warm: Duration,
+    pub kill_at: Option<Duration>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+/// Line of `key = ` inside `[table]` of a TOML text, for errors found after parsing.
+pub fn key_line(text: &str, table: &str, key: &str) -> Option<usize> {
+    let mut in_table = table.is_empty();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            in_table = t.trim_matches(|c| c == '[' || c == ']').trim() == table;
+            continue;
+        }
+        if in_table {
+            if let Some((k, _)) = t.split_once('=') {
+                if k.trim() == key {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    None
+}
+
+impl DrillConfig {
+    /// Read a drill.toml; errors are `file:line: message`.
+    pub fn load(path: &Path) -> Result<(DrillConfig, String)> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
+        let cfg: DrillConfig = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|s| line_of(&text, s.start)).unwrap_or(0);
+            anyhow!("{}:{line}: {}", path.display(), e.message().trim())
+        })?;
+        Ok((cfg, text))
+    }
+
+    /// Check everything that can be checked without a server. `source` is
+    /// (path, text) of the file the settings came from, to name lines.
+    pub fn validate(&self, source: Option<(&Path, &str)>) -> Result<Durations> {
+        let at = |table: &str, key: &str| -> String {
+            match source {
+                Some((p, text)) => match key_line(text, table, key) {
+                    Some(l) => format!("{}:{l}: ", p.display()),
+                    None => String::new(),
+                },
+                None => String::new(),
+            }
+        };
+        let dur = |table: &str, key: &str, v: &str| -> Result<Duration> {
+            coldswap_client::parse_duration(v).map_err(|e| anyhow!("{}{table}.{key}: {e}", at(table, key)))
+        };
+        let baseline = dur("phases", "baseline", &self.phases.baseline)?;
+        let cold = dur("phases", "cold", &self.phases.cold)?;
+        let warm = dur("phases", "warm", &self.phases.warm)?;
+        for (k, d) in [("baseline", baseline), ("cold", cold), ("warm", warm)] {
+            if d.as_secs_f64() < 1.0 {
+                bail!("{}phases.{k}: a phase must last at least 1 s", at("phases", k));
+            }
+        }
+        coldswap_db::seed::check_scale(self.data.scale).map_err(|e| anyhow!("{}data.scale: {e}", at("data", "scale")))?;
+        if !matches!(self.cluster.backend.as_str(), "process" | "container" | "auto") {
+            bail!("{}cluster.backend: unknown backend '{}' (process, container or auto)", at("cluster", "backend"), self.cluster.backend);
+        }
+        if self.cluster.backend == "process" {
+            coldswap_db::dist::check_spec(&self.cluster.from).map_err(|e| anyhow!("{}cluster.from: {e}", at("cluster", "from")))?;
+            coldswap_db::dist::check_spec(&self.cluster.to).map_err(|e| anyhow!("{}cluster.to: {e}", at("cluster", "to")))?;
+        }
+        if self.cluster.buffer_pool_mb < 8 {
+            bail!("{}cluster.buffer_pool_mb: at least 8", at("cluster", "buffer_pool_mb"));
+        }
+        coldswap_nemesis::cold::parse_latency_spec(&self.storage.latency)
+            .map_err(|e| anyhow!("{}storage.latency: {e}", at("storage", "latency")))?;
+        self.cold_config()?.validate().map_err(|e| anyhow!("{}storage: {e}", at("storage", "block_kib")))?;
+        if self.load.users == 0 {
+            bail!("{}load.users: at least 1", at("load", "users"));
+        }
+        if !(self.load.rate >= 0.0) {
+            bail!("{}load.rate: must not be negative", at("load", "rate"));
+        }
+        self.api.validate().map_err(|e| anyhow!("{}api: {e}", at("api", "pool_size")))?;
+        self.warmup
+            .technique
+            .parse::<coldswap_nemesis::Technique>()
+            .map_err(|e| anyhow!("{}warmup.technique: {e}", at("warmup", "technique")))?;
+        self.thresholds.validate().map_err(|e| anyhow!("{}thresholds: {e}", at("thresholds", "cold_p99_over_warm")))?;
+        let kill_at = match &self.kill_switch {
+            Some(k) => {
+                let d = dur("kill_switch", "at", &k.at)?;
+                if d >= cold {
+                    bail!("{}kill_switch.at: {} is not inside the cold phase ({})", at("kill_switch", "at"), k.at, self.phases.cold);
+                }
+                Some(d)
+            }
+            None => None,
+        };
+        dur("switchover", "wait_for_replica", &self.switchover.wait_for_replica)?;
+        if self.switchover.max_lag_s < 0.0 || self.switchover.catchup_timeout_s <= 0.0 {
+            bail!("{}switchover: max_lag_s must be >= 0 and catchup_timeout_s > 0", at("switchover", "max_lag_s"));
+        }
+        let wait_for_replica = dur("switchover", "wait_for_replica", &self.switchover.wait_for_replica)?;
+        Ok(Durations { wait_for_replica, baseline, cold, warm, kill_at })
+    }
+
+    pub fn cold_config(&self) -> Result<coldswap_nemesis::ColdConfig> {
+        let (lo, hi) = coldswap_nemesis::cold::parse_latency_spec(&self.storage.latency)?;
+        Ok(coldswap_nemesis::ColdConfig {
+            block_kib: self.storage.block_kib,
+            latency_min_us: lo,
+            latency_max_us: hi,
+            concurrency: self.storage.concurrency,
+            hydrate_mib_s: self.storage.hydrate_mib_s,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repo_default_parses_and_validates() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../drill.toml");
+        let (cfg, text) = DrillConfig::load(&p).unwrap();
+        cfg.validate(Some((&p, &text))).unwrap();
+        assert_eq!(cfg.phases.cold, "120s");
+    }
+
+    fn check(text: &str) -> String {
+        let p = Path::new("d.toml");
+        match toml::from_str::<DrillConfig>(text) {
+            Err(e) => format!("{}:{}: {}", p.display(), e.span().map(|s| line_of(text, s.start)).unwrap_or(0), e.message().trim()),
+            Ok(c) => match c.validate(Some((p, text))) {
+                Ok(_) => "ok".into(),
+                Err(e) => e.to_string(),
+            },
+        }
+    }
+
+    #[test]
+    fn bad_configs_name_file_and_line() {
+        assert_eq!(check("[phases]\ncold = \"30s\"\n"), "ok");
+        assert!(check("[phases]\ncold = \"-30s\"\n").starts_with("d.toml:2: phases.cold: invalid duration '-30s': must not be negative"));
+        assert!(check("[phases]\ncold = 30\n").starts_with("d.toml:2: "), "{}", check("[phases]\ncold = 30\n"));
+        assert!(check("[cluster]\nfrom = \"mariadb-99\"\n").starts_with("d.toml:2: cluster.from: unknown server version 'mariadb-99'"));
+        assert!(check("[cluster]\nfrobnicate = 1\n").starts_with("d.toml:2: unknown field `frobnicate`"));
+        assert!(check("[data]\nscale = 0\n").starts_with("d.toml:2: data.scale: invalid scale"));
+        assert!(check("[warmup]\ntechnique = \"magic\"\n").starts_with("d.toml:2: warmup.technique: unknown warm-up technique"));
+        assert!(check("[kill_switch]\ntarget = \"x\"\nat = \"500s\"\n").starts_with("d.toml:3: kill_switch.at: 500s is not inside the cold phase"));
+        assert!(check("[storage]\nlatency = \"fast\"\n").starts_with("d.toml:2: storage.latency: invalid latency"));
+        assert!(check("[phases\ncold = \"1s\"\n").starts_with("d.toml:1: "));
+    }
+}

@@ -1,0 +1,569 @@
+//! The rehearsal, from nothing to a verdict:
+//! up + seed, baseline, upgrade under load, the replica's volume becomes a
+//! fresh restore, switchover under load, cold, warm-up, warm, report,
+//! teardown. An interruption or a failure still writes a report, marked
+//! incomplete, and tears everything down.
+
+use anyhow::{anyhow, Context, Result};
+use coldswap_checker::report::{ClusterSection, Digest, KillSwitch, Phase, Report, Step, Switchover};
+use coldswap_checker::{digests, lint, render, thresholds};
+use coldswap_client::run::{Load, LoadConfig, Model};
+use coldswap_client::{Endpoint, Mix, Recorder};
+use coldswap_db::cluster::{BackendKind, Cluster, PromoteOptions, UpOptions};
+use coldswap_db::signals;
+use coldswap_nemesis::cold;
+use coldswap_nemesis::warm::{self, Technique, WarmInputs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{DrillConfig, Durations};
+
+/// What a finished (or interrupted) drill leaves.
+pub struct Outcome {
+    pub report: Report,
+    pub dir: PathBuf,
+    /// 0 pass, 3 thresholds failed, 1 failed, 130/143 interrupted.
+    pub exit_code: i32,
+    pub error: Option<String>,
+}
+
+/// What the checks after a drill may look at.
+pub struct StateView<'a> {
+    pub cluster: &'a Cluster,
+    pub database: &'a str,
+}
+
+struct State {
+    cfg: DrillConfig,
+    dur: Durations,
+    mix: Mix,
+    dir: PathBuf,
+    started: Instant,
+    started_at: String,
+    cluster: Option<Cluster>,
+    endpoint: Option<Arc<Endpoint>>,
+    load: Option<Arc<Load>>,
+    load_task: Option<tokio::task::JoinHandle<Result<()>>>,
+    recorder: Arc<Recorder>,
+    steps: Vec<Step>,
+    switchover: Switchover,
+    digests: Vec<(String, Vec<Digest>)>,
+    lint: Vec<coldswap_checker::report::Lint>,
+    storage: serde_json::Value,
+    warmup: serde_json::Value,
+    kill: Option<(String, f64)>,
+    from_version: String,
+    to_version: String,
+    backend: String,
+    nodes: Vec<serde_json::Value>,
+    invariants: serde_json::Value,
+}
+
+fn utc_stamp() -> (String, String) {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86400, secs % 86400);
+    // civil from days (Howard Hinnant)
+    let z = days as i64 + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    (
+        format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}"),
+        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z"),
+    )
+}
+
+/// Create `<out>/<timestamp>/` and point `<out>/latest` at it.
+pub fn make_out_dir(out: &Path) -> Result<(PathBuf, String)> {
+    let (stamp, iso) = utc_stamp();
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut dir = out.join(&stamp);
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = out.join(format!("{stamp}-{n}"));
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let latest = out.join("latest");
+    let _ = std::fs::remove_file(&latest);
+    let _ = std::os::unix::fs::symlink(dir.file_name().unwrap(), &latest);
+    Ok((dir, iso))
+}
+
+async fn sleep_or_signal(d: Duration) -> Result<()> {
+    signals::interruptible(async {
+        tokio::time::sleep(d).await;
+        Ok(())
+    })
+    .await
+}
+
+fn step(s: &mut Vec<Step>, name: &str, t: Instant) {
+    s.push(Step { name: name.into(), seconds: t.elapsed().as_secs_f64() });
+}
+
+/// Run a whole drill.
+pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outcome> {
+    let dur = cfg.validate(source)?;
+    let mix = coldswap_client::run::load_mix(&cfg.load.mix)?;
+    if let Some(k) = &cfg.kill_switch {
+        if !mix.has(&k.target) {
+            anyhow::bail!("kill_switch.target '{}' is not a transaction or background job of {}", k.target, cfg.load.mix.display());
+        }
+    }
+    if let Some(bg) = &cfg.load.background {
+        for b in bg {
+            if !mix.background.iter().any(|x| &x.name == b) {
+                anyhow::bail!("load.background: '{b}' is not a background job of {}", cfg.load.mix.display());
+            }
+        }
+    }
+    coldswap_db::cluster::sweep_stale();
+    let (dir, started_at) = make_out_dir(&cfg.out)?;
+    let mut st = State {
+        dur,
+        mix,
+        dir: dir.clone(),
+        started: Instant::now(),
+        started_at,
+        cluster: None,
+        endpoint: None,
+        load: None,
+        load_task: None,
+        recorder: Arc::new(Recorder::new()),
+        steps: Vec::new(),
+        switchover: Switchover::default(),
+        digests: Vec::new(),
+        lint: Vec::new(),
+        storage: serde_json::Value::Null,
+        warmup: serde_json::Value::Null,
+        kill: None,
+        from_version: cfg.cluster.from.clone(),
+        to_version: cfg.cluster.to.clone(),
+        backend: cfg.cluster.backend.clone(),
+        nodes: Vec::new(),
+        invariants: serde_json::Value::Null,
+        cfg,
+    };
+    let body = drive(&mut st).await;
+    finish(st, body).await
+}
+
+fn phase_log(name: &str, what: &str) {
+    tracing::info!("phase {name}: {what}");
+}
+
+async fn drive(st: &mut State) -> Result<()> {
+    let cfg = st.cfg.clone();
+    // 1. Cluster up on the from-version, seeded.
+    let backend = match cfg.cluster.backend.as_str() {
+        "container" => BackendKind::Container,
+        "process" => BackendKind::Process,
+        _ => coldswap_db::container::choose_backend(&cfg.cluster.from, &cfg.cluster.to).await,
+    };
+    st.backend = backend.to_string();
+    let mut up = UpOptions::new(st.dir.join("cluster"), &cfg.cluster.from);
+    up.to = Some(cfg.cluster.to.clone());
+    up.backend = backend;
+    up.buffer_pool_mb = cfg.cluster.buffer_pool_mb;
+    up.container = coldswap_db::container::ContainerOptions::default();
+    phase_log("setup", &format!("starting {} -> {} on the {backend} backend", cfg.cluster.from, cfg.cluster.to));
+    let t = Instant::now();
+    let (cluster, steps) = signals::interruptible(Cluster::up(up)).await?;
+    st.cluster = Some(cluster);
+    st.steps.extend(steps.0.iter().map(|s| Step { name: format!("up.{}", s.name), seconds: s.seconds }));
+    step(&mut st.steps, "cluster_up", t);
+    let cluster = st.cluster.as_mut().unwrap();
+    st.from_version = cluster.primary()?.version_string.clone();
+    let t = Instant::now();
+    phase_log("setup", &format!("seeding scale {}", cfg.data.scale));
+    let seeded = signals::interruptible(cluster.seed(cfg.data.scale, false, &|_| {})).await?;
+    step(&mut st.steps, "seed", t);
+    tracing::info!("seeded {} rows, {:.0} MiB in {:.1} s", seeded.rows, seeded.bytes as f64 / 1048576.0, seeded.seconds);
+
+    // 2. The load, through the endpoint, against the warm primary.
+    let p = cluster.primary_index()?;
+    let ep = Arc::new(Endpoint::start(cluster.node(p).addr().parse()?).await?);
+    st.endpoint = Some(ep.clone());
+    let s = cluster.secrets();
+    let app = coldswap_db::sql::tcp_options("127.0.0.1", ep.addr().port(), &s.app_user, &s.app_password);
+    let lcfg = LoadConfig {
+        users: cfg.load.users,
+        model: if cfg.load.rate > 0.0 { Model::Open { rate_per_s: cfg.load.rate } } else { Model::Closed { think_ms: cfg.load.think_ms } },
+        hatch_rate: cfg.load.hatch_rate,
+        duration: None,
+        tier: cfg.api.clone(),
+        background: cfg.load.background.clone(),
+        shard: (0, 1),
+        seed: cfg.load.seed,
+    };
+    let load = Arc::new(Load::prepare(st.mix.clone(), app.clone(), lcfg, st.recorder.clone()).await?);
+    st.load = Some(load.clone());
+    // Lint before any load runs.
+    {
+        let ccfg = cfg.cold_config()?;
+        let counts = coldswap_client::run::check_against(&st.mix, &app).await?;
+        let gens = coldswap_client::gen::Generators::new(st.mix.generators.clone(), counts, 0);
+        let mut c = cluster.admin(p).await?;
+        coldswap_db::sql::exec(&mut c, &format!("USE `{}`", st.mix.database)).await?;
+        st.lint = lint::lint(
+            &mut c,
+            &st.mix,
+            &gens,
+            lint::ColdModel { mean_latency_ms: ccfg.mean_latency_us() / 1000.0, block_bytes: ccfg.block_bytes(), concurrency: ccfg.concurrency },
+        )
+        .await?;
+        for l in st.lint.iter().filter(|l| l.full_scan) {
+            tracing::warn!("lint: {} is a full scan of {} (est. {:.1} s on a cold volume)", l.transaction, l.scanned_tables.join(", "), l.est_cold_cost_ms / 1000.0);
+        }
+        digests::reset(&mut c).await?;
+        coldswap_db::sql::close(c).await;
+    }
+    st.recorder.phase("baseline");
+    let l2 = load.clone();
+    st.load_task = Some(tokio::spawn(async move { l2.run().await }));
+    phase_log("baseline", &format!("{} s against the warm primary {}", st.dur.baseline.as_secs(), cluster.node(p).name));
+    sleep_or_signal(st.dur.baseline).await?;
+    collect_digests(st, "baseline", p).await;
+
+    // 3. Upgrade the replica while the load runs on the primary.
+    st.recorder.phase("upgrade");
+    let cluster = st.cluster.as_mut().unwrap();
+    let r = cluster.replica_index()?;
+    phase_log("upgrade", &format!("upgrading {} to {}", cluster.node(r).name, cfg.cluster.to));
+    let t = Instant::now();
+    let up_steps = signals::interruptible(cluster.upgrade(Some(&cfg.cluster.to))).await?;
+    st.steps.extend(up_steps.0.iter().map(|s| Step { name: format!("upgrade.{}", s.name), seconds: s.seconds }));
+    step(&mut st.steps, "upgrade", t);
+    st.to_version = cluster.node(r).version_string.clone();
+    st.recorder.event("upgraded", &st.to_version.clone());
+
+    // 4. The replica's volume becomes a fresh snapshot restore, buffer pool empty.
+    let ccfg = cfg.cold_config()?;
+    phase_log("upgrade", &format!("{}'s volume becomes a fresh restore ({})", cluster.node(r).name, cfg.storage.latency));
+    let t = Instant::now();
+    let vol = signals::interruptible(cold::make_cold(cluster, r, &ccfg, true)).await?;
+    step(&mut st.steps, "cold_restore", t);
+    st.recorder.event("cold restore", &cluster.node(r).name.clone());
+    // A cold replica applies slowly: wait until it is close enough to promote.
+    let t = Instant::now();
+    let lag = signals::interruptible(wait_for_lag(cluster, r, cfg.switchover.max_lag_s, st.dur.wait_for_replica)).await?;
+    step(&mut st.steps, "replica_catchup", t);
+    tracing::info!("{} applies within {lag:.2} s (after {:.1} s of catching up)", cluster.node(r).name, t.elapsed().as_secs_f64());
+
+    // 5. Switchover under load.
+    st.recorder.phase("switchover");
+    phase_log("switchover", "fence, catch up, promote, swap the endpoint");
+    let t = Instant::now();
+    let ep2 = ep.clone();
+    let rec2 = st.recorder.clone();
+    let popts = PromoteOptions { max_lag_s: cfg.switchover.max_lag_s, catchup_timeout_s: cfg.switchover.catchup_timeout_s, demote: false };
+    let promoted = cluster
+        .promote(&popts, move |n| {
+            if let Ok(a) = n.addr().parse() {
+                ep2.swap(a, true);
+            }
+            rec2.event("switchover", &n.name);
+        })
+        .await;
+    let (outcome, psteps) = match promoted {
+        Ok(x) => x,
+        Err(e) => {
+            st.switchover.rolled_back = e.to_string().contains("rolled back");
+            return Err(e.context("switchover"));
+        }
+    };
+    st.steps.extend(psteps.0.iter().map(|s| Step { name: format!("promote.{}", s.name), seconds: s.seconds }));
+    step(&mut st.steps, "switchover", t);
+    st.switchover.write_unavailable_seconds = outcome.write_unavailable_seconds;
+    st.switchover.old_primary = outcome.old_primary.clone();
+    st.switchover.new_primary = outcome.new_primary.clone();
+    st.switchover.gtid_position = outcome.gtid_position.clone();
+    let old = p;
+    let newp = r;
+    // Connections cut by the swap fail on their next use: give them a moment.
+    sleep_or_signal(Duration::from_secs(2)).await?;
+
+    // 6. Cold.
+    {
+        let cluster = st.cluster.as_ref().unwrap();
+        if let Ok(mut c) = cluster.admin(newp).await {
+            let _ = digests::reset(&mut c).await;
+            coldswap_db::sql::close(c).await;
+        }
+    }
+    st.recorder.phase("cold");
+    let c0 = vol.counters();
+    let cold_start = st.recorder.elapsed();
+    phase_log("cold", &format!("{} s against the cold new primary {}", st.dur.cold.as_secs(), st.switchover.new_primary));
+    match (&cfg.kill_switch, st.dur.kill_at) {
+        (Some(k), Some(at)) => {
+            sleep_or_signal(at).await?;
+            load.controls().disable(&k.target);
+            st.recorder.event("kill-switch", &k.target);
+            st.kill = Some((k.target.clone(), cold_start + at.as_secs_f64()));
+            tracing::warn!("kill-switch: {} turned off", k.target);
+            sleep_or_signal(st.dur.cold - at).await?;
+        }
+        _ => sleep_or_signal(st.dur.cold).await?,
+    }
+    let dc = vol.counters().since(&c0);
+    let verified = dc.matched_reads > 0;
+    st.storage = serde_json::json!({
+        "node": st.switchover.new_primary,
+        "config": ccfg,
+        "cold_phase_counters": dc,
+        "cold_verified": verified,
+    });
+    if !verified {
+        return Err(anyhow!(
+            "the first-touch emulator saw no reads on {} during the cold phase: this run cannot be called cold",
+            st.switchover.new_primary
+        ));
+    }
+    collect_digests(st, "cold", newp).await;
+
+    // 7. Warm-up.
+    st.recorder.phase("warmup");
+    let technique: Technique = cfg.warmup.technique.parse()?;
+    phase_log("warmup", &format!("{technique} on {}", st.switchover.new_primary));
+    let t = Instant::now();
+    let inputs = WarmInputs { dump_from: Some(old), tables: st.mix.tables(), parallel: cfg.warmup.parallel };
+    let rep = signals::interruptible(warm::warm(st.cluster.as_ref().unwrap(), newp, technique, &inputs)).await?;
+    step(&mut st.steps, "warmup", t);
+    st.warmup = serde_json::to_value(&rep)?;
+    if let Some(k) = &cfg.kill_switch {
+        // The warm phase runs the same mix: the switch goes back on.
+        load.controls().enable(&k.target);
+    }
+
+    // 8. Warm.
+    {
+        let cluster = st.cluster.as_ref().unwrap();
+        if let Ok(mut c) = cluster.admin(newp).await {
+            let _ = digests::reset(&mut c).await;
+            coldswap_db::sql::close(c).await;
+        }
+    }
+    st.recorder.phase("warm");
+    phase_log("warm", &format!("{} s after the warm-up", st.dur.warm.as_secs()));
+    sleep_or_signal(st.dur.warm).await?;
+    collect_digests(st, "warm", newp).await;
+    st.recorder.phase("end");
+    Ok(())
+}
+
+/// Wait until replica `r` applies a fresh heartbeat within `max_lag`
+/// seconds (the replication delay as pt-heartbeat measures it; Seconds_Behind_Master
+/// reads 0 while a parallel applier still has a backlog). Returns the delay seen.
+async fn wait_for_lag(cluster: &Cluster, r: usize, max_lag: f64, limit: Duration) -> Result<f64> {
+    let deadline = Instant::now() + limit;
+    let _ = r;
+    loop {
+        let t0 = Instant::now();
+        match cluster.verify_replication(Duration::from_secs_f64(max_lag.max(0.5))).await {
+            Ok(()) => return Ok(t0.elapsed().as_secs_f64()),
+            Err(e) if e.to_string().contains("did not apply a heartbeat") => {
+                if Instant::now() > deadline {
+                    return Err(anyhow!(
+                        "the cold replica did not come within {max_lag} s of the primary in {} s: it cannot keep up with this load on a cold volume",
+                        limit.as_secs()
+                    ));
+                }
+            }
+            Err(e) => return Err(e.context("while waiting for the cold replica")),
+        }
+    }
+}
+
+async fn collect_digests(st: &mut State, phase: &str, node: usize) {
+    let Some(cluster) = st.cluster.as_ref() else { return };
+    match cluster.admin(node).await {
+        Ok(mut c) => {
+            match digests::top(&mut c, &[st.mix.database.as_str()], Some(&st.mix), 10).await {
+                Ok(d) => st.digests.push((phase.to_string(), d)),
+                Err(e) => tracing::warn!("cannot read statement digests for {phase}: {e:#}"),
+            }
+            coldswap_db::sql::close(c).await;
+        }
+        Err(e) => tracing::warn!("cannot read statement digests for {phase}: {e:#}"),
+    }
+}
+
+/// Stop the load, build and write the report, tear down.
+async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
+    let interrupted = body.as_ref().err().and_then(|e| e.downcast_ref::<signals::Interrupted>().map(|i| i.0));
+    if let Some(load) = &st.load {
+        load.stop();
+    }
+    if let Some(t) = st.load_task.take() {
+        match tokio::time::timeout(Duration::from_secs(30), t).await {
+            Ok(Ok(Err(e))) if body.is_ok() => tracing::warn!("load ended with an error: {e:#}"),
+            Err(_) => tracing::warn!("the load did not stop within 30 s"),
+            _ => {}
+        }
+    }
+    st.endpoint = None;
+    let run = st.recorder.snapshot();
+    if let Some(c) = &st.cluster {
+        st.nodes = c.node_infos().iter().filter_map(|n| serde_json::to_value(n).ok()).collect();
+    }
+    // Invariants (issue 8 adds the ledger and status checks here).
+    if body.is_ok() {
+        if let Some(c) = &st.cluster {
+            let view = StateView { cluster: c, database: &st.mix.database };
+            match crate::invariants::ledger(&view, &run).await {
+                Ok(v) => st.invariants = serde_json::json!({ "ledger": v }),
+                Err(e) => tracing::warn!("the write ledger could not be checked: {e:#}"),
+            }
+        }
+    }
+    let mut report = Report {
+        coldswap_version: env!("CARGO_PKG_VERSION").to_string(),
+        complete: body.is_ok(),
+        incomplete_reason: body.as_ref().err().map(|e| format!("{e:#}").replace('\n', " ")),
+        started_at: st.started_at.clone(),
+        duration_s: st.started.elapsed().as_secs_f64(),
+        verdict: Default::default(),
+        config: serde_json::to_value(&st.cfg).unwrap_or_default(),
+        cluster: ClusterSection {
+            backend: st.backend.clone(),
+            from_version: st.from_version.clone(),
+            to_version: st.to_version.clone(),
+            steps: st.steps.clone(),
+            nodes: st.nodes.clone(),
+        },
+        switchover: st.switchover.clone(),
+        storage: st.storage.clone(),
+        warmup: st.warmup.clone(),
+        phases: run.phases.iter().filter(|p| p.name != "end" && p.name != "run").map(Phase::from_result).collect(),
+        comparison: vec![],
+        heaviest_hitter: None,
+        lint: st.lint.clone(),
+        kill_switch: None,
+        thresholds: vec![],
+        invariants: st.invariants.clone(),
+        timeline: run.timeline.clone(),
+        events: run.events.clone(),
+    };
+    for (phase, d) in &st.digests {
+        if let Some(p) = report.phases.iter_mut().find(|p| &p.name == phase) {
+            p.top_digests = d.clone();
+        }
+    }
+    // Switchover window: what failed in it, and for how long clients saw it.
+    if let Some(sw) = run.phase("switchover") {
+        let mut errors = std::collections::BTreeMap::new();
+        let mut failed = 0;
+        for t in &sw.transactions {
+            failed += t.count - t.ok;
+            for (k, v) in &t.errors {
+                *errors.entry(k.clone()).or_insert(0) += v;
+            }
+        }
+        report.switchover.failed_requests = failed;
+        report.switchover.errors = errors;
+        // seconds of the timeline in the window with failures
+        let secs: Vec<u64> = run.timeline.iter().filter(|s| s.phase == "switchover" && s.errors > 0).map(|s| s.t).collect();
+        if let (Some(a), Some(b)) = (secs.first(), secs.last()) {
+            report.switchover.client_unavailable_seconds = (b - a + 1) as f64;
+        }
+    }
+    if let Some((target, at)) = &st.kill {
+        report.kill_switch = Some(kill_switch_effect(&run, target, *at));
+    }
+    report.compute_comparison();
+    report.compute_heaviest();
+    report.thresholds = thresholds::evaluate(&report, &st.cfg.thresholds);
+    report.verdict = thresholds::verdict(&report);
+    let write = coldswap_checker::write_all(&report, &st.dir);
+    // Teardown, whatever happened.
+    let mut teardown_err = None;
+    if let Some(c) = st.cluster.take() {
+        if st.cfg.keep && body.is_ok() {
+            let dir = c.run_dir().to_path_buf();
+            if let Err(e) = c.keep() {
+                teardown_err = Some(e);
+            }
+            tracing::info!("cluster kept running in {}", dir.display());
+        } else if let Err(e) = c.down(false).await {
+            teardown_err = Some(e);
+        }
+    }
+    write?;
+    if let Some(e) = teardown_err {
+        tracing::warn!("teardown: {e:#}");
+    }
+    let exit_code = match (interrupted, &body) {
+        (Some(sig), _) => signals::exit_code(sig),
+        (None, Err(_)) => 1,
+        (None, Ok(())) if report.verdict.passed => 0,
+        _ => 3,
+    };
+    Ok(Outcome { error: body.err().map(|e| format!("{e:#}").replace('\n', " ")), report, dir: st.dir, exit_code })
+}
+
+/// Error rate and typical p99 before and after the kill-switch, within the cold phase.
+fn kill_switch_effect(run: &coldswap_client::RunResult, target: &str, at: f64) -> KillSwitch {
+    let settle = 5.0;
+    let cold: Vec<&coldswap_client::stats::SecondSummary> = run.timeline.iter().filter(|s| s.phase == "cold").collect();
+    let window = |f: &dyn Fn(f64) -> bool| {
+        let secs: Vec<&&coldswap_client::stats::SecondSummary> = cold.iter().filter(|s| f(s.t as f64)).collect();
+        let n: u64 = secs.iter().map(|s| s.count).sum();
+        let e: u64 = secs.iter().map(|s| s.errors).sum();
+        let mut p99: Vec<f64> = secs.iter().filter(|s| s.count > 0).map(|s| s.p99_ms).collect();
+        p99.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let med = if p99.is_empty() { 0.0 } else { p99[p99.len() / 2] };
+        (if n == 0 { 0.0 } else { e as f64 / n as f64 }, med)
+    };
+    let (eb, pb) = window(&|t| t < at);
+    let (ea, pa) = window(&|t| t >= at + settle);
+    let start = cold.first().map(|s| s.t as f64).unwrap_or(at);
+    KillSwitch {
+        target: target.to_string(),
+        at_s: (at - start).max(0.0),
+        error_rate_before: eb,
+        error_rate_after: ea,
+        p99_before_ms: pb,
+        p99_after_ms: pa,
+        recovered: (ea < eb * 0.5 || (eb == 0.0 && ea == 0.0)) && pa <= pb,
+    }
+}
+
+/// A short summary for the terminal.
+pub fn summary(o: &Outcome) -> String {
+    let r = &o.report;
+    let mut s = String::new();
+    s.push_str(&format!("\n{}\n", r.verdict.headline));
+    for f in &r.verdict.findings {
+        s.push_str(&format!("  - {f}\n"));
+    }
+    if !r.comparison.is_empty() {
+        s.push_str(&format!("\n  {:<24} {:>10} {:>10} {:>10} {:>9}\n", "p99 ms", "baseline", "cold", "warm", "cold/warm"));
+        for c in &r.comparison {
+            let f = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
+            s.push_str(&format!(
+                "  {:<24} {:>10} {:>10} {:>10} {:>9}\n",
+                c.transaction,
+                f(c.baseline_p99_ms),
+                f(c.cold_p99_ms),
+                f(c.warm_p99_ms),
+                c.cold_over_warm.map(|x| format!("{x:.1}x")).unwrap_or_else(|| "-".into())
+            ));
+        }
+    }
+    for t in &r.thresholds {
+        s.push_str(&format!("  threshold {:<26} {:>9.2} (limit {:.2}) {}\n", t.rule, t.value, t.limit, if t.passed { "pass" } else { "FAIL" }));
+    }
+    s.push_str(&format!("\nreport: {}/report.html (and report.json, report.md)\n", o.dir.display()));
+    let _ = render::esc;
+    s
+}
