@@ -103,28 +103,31 @@ pub fn match_digest(mix: &Mix, digest_text: &str) -> Option<String> {
 const DATA_STATEMENTS: &str = "(DIGEST_TEXT LIKE 'SELECT%' OR DIGEST_TEXT LIKE 'INSERT%' OR DIGEST_TEXT LIKE 'UPDATE%' \
      OR DIGEST_TEXT LIKE 'DELETE%' OR DIGEST_TEXT LIKE 'REPLACE%' OR DIGEST_TEXT LIKE 'WITH%')";
 
-/// The top data statements by total latency since the last reset, in the
-/// given schemas, with their share of all data-statement time. (Statements
-/// sent as server-side prepared statements are not digested by MariaDB;
-/// the load sends text by default.)
+/// The top data statements since the last reset, in the given schemas,
+/// ranked by the work they made the server do (rows examined), with their
+/// share of all data statements' rows examined and of their latency. Under
+/// an I/O stall every query waits, so latency blames the many victims;
+/// rows examined names the cause. (Statements sent as server-side prepared
+/// statements are not digested by MariaDB; the load sends text by default.)
 pub async fn top(conn: &mut MySqlConnection, schemas: &[&str], mix: Option<&Mix>, limit: usize) -> Result<Vec<Digest>> {
     let list: Vec<String> = schemas.iter().map(|s| format!("'{}'", s.replace('\'', "''"))).collect();
     let filter = format!("SCHEMA_NAME IN ({}) AND {DATA_STATEMENTS}", list.join(","));
-    let total = sql::query_text(
+    let totals = sql::fetch_all(
         conn,
         &format!(
-            "SELECT CAST(COALESCE(SUM(SUM_TIMER_WAIT), 0) AS CHAR) FROM performance_schema.events_statements_summary_by_digest WHERE {filter}"
+            "SELECT CAST(COALESCE(SUM(SUM_ROWS_EXAMINED), 0) AS CHAR), CAST(COALESCE(SUM(SUM_TIMER_WAIT), 0) AS CHAR) \
+             FROM performance_schema.events_statements_summary_by_digest WHERE {filter}"
         ),
     )
-    .await?
-    .and_then(|t| t.parse::<f64>().ok())
-    .unwrap_or(0.0);
+    .await?;
+    let tot = |i| totals.first().and_then(|r| sql::col_text_at(r, i)).and_then(|t| t.parse::<f64>().ok()).unwrap_or(0.0);
+    let (total_rows, total_wait) = (tot(0), tot(1));
     let rows = sql::fetch_all(
         conn,
         &format!(
             "SELECT DIGEST_TEXT, CAST(COUNT_STAR AS CHAR), CAST(SUM_ROWS_EXAMINED AS CHAR), CAST(SUM_TIMER_WAIT AS CHAR) \
              FROM performance_schema.events_statements_summary_by_digest WHERE {filter} AND DIGEST_TEXT IS NOT NULL \
-             ORDER BY SUM_TIMER_WAIT DESC LIMIT {limit}"
+             ORDER BY SUM_ROWS_EXAMINED DESC, SUM_TIMER_WAIT DESC LIMIT {limit}"
         ),
     )
     .await?;
@@ -132,14 +135,15 @@ pub async fn top(conn: &mut MySqlConnection, schemas: &[&str], mix: Option<&Mix>
     for r in rows {
         let text = sql::col_text_at(&r, 0).unwrap_or_default();
         let n = |i| sql::col_text_at(&r, i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-        let wait_ps = n(3);
+        let (examined, wait_ps) = (n(2), n(3));
         out.push(Digest {
             transaction: mix.and_then(|m| match_digest(m, &text)),
             digest_text: text,
             exec_count: n(1) as u64,
-            rows_examined: n(2) as u64,
+            rows_examined: examined as u64,
             total_latency_ms: wait_ps / 1e9,
-            share: if total > 0.0 { wait_ps / total } else { 0.0 },
+            share: if total_rows > 0.0 { examined / total_rows } else { 0.0 },
+            latency_share: if total_wait > 0.0 { wait_ps / total_wait } else { 0.0 },
         });
     }
     Ok(out)

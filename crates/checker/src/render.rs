@@ -79,12 +79,13 @@ pub fn markdown(r: &Report) -> String {
         if p.top_digests.is_empty() {
             continue;
         }
-        let _ = writeln!(s, "### {}\n\n| share | total ms | calls | rows examined | transaction | statement |\n|---:|---:|---:|---:|---|---|", p.name);
+        let _ = writeln!(s, "### {}\n\n| share of rows examined | share of latency | total ms | calls | rows examined | transaction | statement |\n|---:|---:|---:|---:|---:|---|---|", p.name);
         for d in p.top_digests.iter().take(5) {
             let _ = writeln!(
                 s,
-                "| {:.1}% | {:.0} | {} | {} | {} | `{}` |",
+                "| {:.1}% | {:.1}% | {:.0} | {} | {} | {} | `{}` |",
                 d.share * 100.0,
+                d.latency_share * 100.0,
                 d.total_latency_ms,
                 d.exec_count,
                 d.rows_examined,
@@ -412,18 +413,19 @@ pub fn html(r: &Report) -> String {
     }
 
     // Digests
-    s.push_str("<h2>Heaviest statements (performance_schema digests)</h2>");
+    s.push_str("<h2>Heaviest statements (performance_schema digests)</h2><p class=\"muted\">Ranked by rows examined, the work a statement makes the server do; under an I/O stall every query waits, so latency also blames the victims.</p>");
     for p in &r.phases {
         if p.top_digests.is_empty() {
             continue;
         }
-        let _ = write!(s, "<h3>{}</h3><table><tr><th>share</th><th>total ms</th><th>calls</th><th>rows examined</th><th class=\"l\">transaction</th><th class=\"l\">statement</th></tr>", esc(&p.name));
+        let _ = write!(s, "<h3>{}</h3><table><tr><th>share of rows examined</th><th>share of latency</th><th>total ms</th><th>calls</th><th>rows examined</th><th class=\"l\">transaction</th><th class=\"l\">statement</th></tr>", esc(&p.name));
         for d in p.top_digests.iter().take(6) {
             let _ = write!(
                 s,
-                "<tr><td class=\"{}\">{:.1}%</td><td>{:.0}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\"><code>{}</code></td></tr>",
+                "<tr><td class=\"{}\">{:.1}%</td><td>{:.1}%</td><td>{:.0}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\"><code>{}</code></td></tr>",
                 if d.share > 0.5 { "bad" } else { "" },
                 d.share * 100.0,
+                d.latency_share * 100.0,
                 d.total_latency_ms,
                 d.exec_count,
                 d.rows_examined,

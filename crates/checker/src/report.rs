@@ -94,8 +94,12 @@ pub struct Digest {
     pub exec_count: u64,
     pub rows_examined: u64,
     pub total_latency_ms: f64,
-    /// Share of the phase's total statement latency.
+    /// Share of the rows examined by all data statements of the phase: the
+    /// work this statement made the server do.
     pub share: f64,
+    /// Share of the phase's data-statement latency (waits included).
+    #[serde(default)]
+    pub latency_share: f64,
     /// The mix transaction or background job that issues it, if known.
     #[serde(default)]
     pub transaction: Option<String>,
@@ -117,12 +121,31 @@ pub struct Phase {
     pub errors: u64,
     #[serde(default)]
     pub error_rate: f64,
+    /// Percentiles of all API requests of the phase together (merged histograms).
+    #[serde(default)]
+    pub p50_ms: f64,
+    #[serde(default)]
+    pub p99_ms: f64,
 }
 
 impl Phase {
     pub fn from_result(p: &PhaseResult) -> Phase {
         let (n, e) = p.total_requests();
+        let mut all: Option<hdrhistogram::Histogram<u64>> = None;
+        for t in &p.transactions {
+            if let Some(h) = coldswap_client::stats::decode_hist(&t.histogram) {
+                match &mut all {
+                    Some(a) => {
+                        let _ = a.add(&h);
+                    }
+                    None => all = Some(h),
+                }
+            }
+        }
+        let q = |x: f64| all.as_ref().filter(|h| !h.is_empty()).map(|h| h.value_at_quantile(x) as f64 / 1000.0).unwrap_or(0.0);
         Phase {
+            p50_ms: q(0.5),
+            p99_ms: q(0.99),
             name: p.name.clone(),
             start_s: p.start_s,
             end_s: p.end_s,

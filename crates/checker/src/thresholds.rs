@@ -15,7 +15,7 @@ pub struct Thresholds {
     pub cold_error_rate_pct: Option<f64>,
     /// Write unavailability of the switchover, seconds.
     pub unavailable_s: Option<f64>,
-    /// Share of the cold phase's statement time taken by one statement, percent.
+    /// Share of the cold phase's rows examined by one statement, percent.
     pub heaviest_hitter_share_pct: Option<f64>,
     /// Statements that lint flags as full scans.
     pub full_scans: Option<u64>,
@@ -125,7 +125,7 @@ pub fn evaluate(r: &Report, t: &Thresholds) -> Vec<Threshold> {
                 limit,
                 v <= limit,
                 format!(
-                    "{} takes {v:.0}% of statement time in the {} phase",
+                    "{} examines {v:.0}% of all rows read in the {} phase",
                     h.transaction.clone().unwrap_or_else(|| "an unknown statement".into()),
                     h.phase
                 ),
@@ -161,7 +161,7 @@ pub fn verdict(r: &Report) -> Verdict {
             .map(|t| r.lint.iter().any(|l| &l.transaction == t && l.full_scan))
             .unwrap_or(false);
         findings.push(format!(
-            "Heaviest statement in the {} phase: {} ({:.0}% of statement time){}.",
+            "Heaviest statement in the {} phase: {} ({:.0}% of rows examined){}.",
             h.phase,
             h.transaction.clone().unwrap_or_else(|| "not from the mix".into()),
             h.share * 100.0,

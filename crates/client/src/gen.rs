@@ -4,7 +4,7 @@
 //! |-----------------|-----------------------------------------------------------|
 //! | `zipf`          | an id of `table`, busy accounts first (the seed's u^3 law) |
 //! | `uniform`       | an id of `table`, uniformly                               |
-//! | `recent`        | one of the `window` highest ids of `table`                |
+//! | `recent`        | one of the `window` highest ids of `table` (`window` is given at scale 1 and scales with the dataset) |
 //! | `int`           | an integer in [min, max]                                  |
 //! | `choice`        | one of `values`                                           |
 //! | `text`          | `len` random letters                                      |
@@ -149,7 +149,8 @@ impl Generators {
             GenKind::Uniform { table } => Value::Int(1 + rng.below(self.n(table)) as i64),
             GenKind::Recent { table, window } => {
                 let n = self.n(table);
-                let w = (*window).min(n);
+                let scaled = ((*window as f64) * self.counts.scale).ceil().max(1.0) as u64;
+                let w = scaled.min(n);
                 Value::Int((n - rng.below(w)) as i64)
             }
             GenKind::Int { min, max } => {
@@ -218,7 +219,7 @@ mod tests {
                 spec("user", GenKind::UserOf { account: 0 }),
                 spec("db", GenKind::DatabaseOf { account: 0 }),
                 spec("w", GenKind::Unique),
-                spec("job", GenKind::Recent { table: "jobs".into(), window: 100 }),
+                spec("job", GenKind::Recent { table: "jobs".into(), window: 10_000 }),
             ],
             counts.clone(),
             0,

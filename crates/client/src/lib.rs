@@ -12,6 +12,7 @@
 pub mod gen;
 pub mod mix;
 pub mod proxy;
+pub mod queue;
 pub mod run;
 pub mod stats;
 pub mod tier;

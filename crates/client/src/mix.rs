@@ -120,6 +120,10 @@ struct RawBg {
     #[serde(default = "yes")]
     enabled: bool,
     timeout_ms: Option<Spanned<i64>>,
+    /// Start every period even if the last run has not finished (cron, a
+    /// scheduler's periodic job); false: wait for it.
+    #[serde(default = "yes")]
+    overlap: bool,
     #[serde(default)]
     description: Option<String>,
 }
@@ -170,6 +174,8 @@ pub struct BgSpec {
     pub steps: Vec<Stmt>,
     pub enabled: bool,
     pub timeout: Duration,
+    /// Runs may overlap (a new one starts every period regardless).
+    pub overlap: bool,
     pub description: String,
     pub line: usize,
 }
@@ -487,6 +493,7 @@ impl Mix {
                 steps,
                 enabled: b.enabled,
                 timeout,
+                overlap: b.overlap,
                 description: b.description.clone().unwrap_or_default(),
                 line: line_of(text, span.start),
             });

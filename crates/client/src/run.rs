@@ -119,6 +119,8 @@ struct Ctx {
     cfg: LoadConfig,
     /// Generators each transaction needs (steps' params plus the ledger).
     needs: Vec<Vec<usize>>,
+    /// Background runs in flight (aborted when the load stops).
+    bg_runs: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 #[derive(Clone)]
@@ -193,7 +195,16 @@ impl Load {
         let needs = mix.transactions.iter().map(|t| needs_of(&t.steps, t.ledger)).collect();
         let bg_needs = mix.background.iter().map(|b| needs_of(&b.steps, None)).collect();
         Ok(Load {
-            ctx: Arc::new(Ctx { mix, gens, tier, recorder, controls: Arc::new(Controls::default()), cfg, needs }),
+            ctx: Arc::new(Ctx {
+                mix,
+                gens,
+                tier,
+                recorder,
+                controls: Arc::new(Controls::default()),
+                cfg,
+                needs,
+                bg_runs: std::sync::Mutex::new(Vec::new()),
+            }),
             bg_needs,
         })
     }
@@ -242,6 +253,9 @@ impl Load {
         let r = self.run_goose().await;
         ctx.controls.stop.store(true, Ordering::SeqCst);
         for h in bg {
+            h.abort();
+        }
+        for h in ctx.bg_runs.lock().unwrap().drain(..) {
             h.abort();
         }
         tick.abort();
@@ -410,6 +424,10 @@ async fn background_loop(ctx: Arc<Ctx>, j: usize, node: u32, needs: Vec<usize>) 
     // Nodes are spread over the period, as independent API servers are.
     let offset = b.period.mul_f64(node as f64 / ctx.mix.api_nodes as f64);
     let mut next = Instant::now() + offset;
+    // Runs of this job on this node still going (overlap: a scheduler fires
+    // every period whether the last run finished or not).
+    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    const MAX_RUNNING: usize = 256;
     loop {
         let now = Instant::now();
         if next > now {
@@ -418,7 +436,6 @@ async fn background_loop(ctx: Arc<Ctx>, j: usize, node: u32, needs: Vec<usize>) 
         if ctx.controls.stopping() {
             return;
         }
-        // Fixed rate, no overlap: a run that overran starts the next at once.
         next += b.period;
         if next < Instant::now() {
             next = Instant::now();
@@ -427,18 +444,42 @@ async fn background_loop(ctx: Arc<Ctx>, j: usize, node: u32, needs: Vec<usize>) 
             continue;
         }
         let vals = ctx.gens.draw(&mut rng, &needs);
-        let t = Instant::now();
-        let out = ctx.tier.request(&b.steps, &vals, false, Some(b.timeout)).await;
-        ctx.recorder.record(&Record {
-            name: &b.name,
-            kind: Kind::Background,
-            latency: t.elapsed(),
-            ok: out.ok,
-            class: out.class,
-            error: out.error.as_deref(),
-            attempts: out.attempts,
-            rows: out.rows,
-        });
+        let run = {
+            let ctx = ctx.clone();
+            let running = running.clone();
+            async move {
+                let b = &ctx.mix.background[j];
+                let t = Instant::now();
+                let out = ctx.tier.request(&b.steps, &vals, false, Some(b.timeout)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                if ctx.controls.stopping() {
+                    return;
+                }
+                ctx.recorder.record(&Record {
+                    name: &b.name,
+                    kind: Kind::Background,
+                    latency: t.elapsed(),
+                    ok: out.ok,
+                    class: out.class,
+                    error: out.error.as_deref(),
+                    attempts: out.attempts,
+                    rows: out.rows,
+                });
+            }
+        };
+        if b.overlap {
+            if running.load(Ordering::SeqCst) >= MAX_RUNNING {
+                continue;
+            }
+            running.fetch_add(1, Ordering::SeqCst);
+            let h = tokio::spawn(run).abort_handle();
+            let mut runs = ctx.bg_runs.lock().unwrap();
+            runs.retain(|h| !h.is_finished());
+            runs.push(h);
+        } else {
+            running.fetch_add(1, Ordering::SeqCst);
+            run.await;
+        }
     }
 }
 

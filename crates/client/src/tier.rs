@@ -340,6 +340,33 @@ impl Tier {
         }
     }
 
+    /// Run one SELECT and return its first column as integers.
+    pub async fn query_all_u64(&self, s: &Stmt, vals: &[Option<Value>]) -> Result<Vec<u64>, (FailClass, String)> {
+        let deadline = Duration::from_millis(self.cfg.deadline_ms);
+        let work = async {
+            let mut pc = self.pool.acquire().await?;
+            let conn = pc.conn.as_mut().unwrap();
+            let text = inline(s, vals);
+            let r = sqlx::Executor::fetch_all(&mut *conn, text.as_str()).await.map_err(|e| (classify(&e, false), error_text(&e)));
+            pc.healthy = r.is_ok();
+            let rows = r?;
+            use sqlx::Row;
+            Ok(rows
+                .iter()
+                .filter_map(|r| r.try_get::<u64, _>(0).ok().or_else(|| r.try_get::<i64, _>(0).ok().map(|x| x as u64)))
+                .collect())
+        };
+        match tokio::time::timeout(deadline, work).await {
+            Ok(r) => r,
+            Err(_) => Err((FailClass::DeadlineExceeded, "deadline exceeded".into())),
+        }
+    }
+
+    /// The first value of [`Tier::query_all_u64`].
+    pub async fn query_first_u64(&self, s: &Stmt, vals: &[Option<Value>]) -> Result<Option<u64>, (FailClass, String)> {
+        Ok(self.query_all_u64(s, vals).await?.into_iter().next())
+    }
+
     /// Close idle connections.
     pub async fn close(&self) {
         let conns: Vec<_> = self.pool.idle.lock().unwrap().drain(..).collect();

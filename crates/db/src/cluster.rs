@@ -175,6 +175,16 @@ pub struct PromoteOutcome {
     pub demoted: bool,
 }
 
+/// A switchover under way: the old primary is fenced and the replica has
+/// caught up (see [`Cluster::promote_begin`]).
+pub struct Fenced {
+    pub p: usize,
+    pub r: usize,
+    pub pos: String,
+    pub fence_at: Instant,
+    pub steps: Steps,
+}
+
 /// Node status as `cluster status` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {
@@ -791,6 +801,14 @@ impl Cluster {
     where
         F: FnOnce(&NodeState),
     {
+        let fenced = self.promote_begin(opts).await?;
+        self.promote_finish(fenced, opts, on_writable).await
+    }
+
+    /// First half of a switchover: guardrails, fence the old primary, wait
+    /// until the replica has applied everything. Writes are unavailable from
+    /// here until [`Cluster::promote_finish`] (or [`Cluster::promote_abort`]).
+    pub async fn promote_begin(&mut self, opts: &PromoteOptions) -> Result<Fenced> {
         let mut steps = Steps::default();
         let p = self.primary_index()?;
         let r = self.replica_index()?;
@@ -863,7 +881,24 @@ impl Cluster {
             }
         }
         steps.push("wait_catchup", t);
+        Ok(Fenced { p, r, pos, fence_at, steps })
+    }
 
+    /// Give up a switchover begun with [`Cluster::promote_begin`]: the old
+    /// primary takes writes again.
+    pub async fn promote_abort(&mut self, f: Fenced) {
+        self.rollback(f.p, f.r, false).await;
+    }
+
+    /// Second half of a switchover: detach the replica, open it for writes,
+    /// call `on_writable`, optionally demote the old primary.
+    pub async fn promote_finish<F>(&mut self, f: Fenced, opts: &PromoteOptions, on_writable: F) -> Result<(PromoteOutcome, Steps)>
+    where
+        F: FnOnce(&NodeState),
+    {
+        let Fenced { p, r, pos, fence_at, mut steps } = f;
+        let (pname, rname) = (self.state.nodes[p].name.clone(), self.state.nodes[r].name.clone());
+        let dr = self.state.nodes[r].dialect();
         // 4. Detach the replica and open it for writes.
         let t = Instant::now();
         let detached = async {

@@ -10,7 +10,10 @@
 //! Skew: a few accounts own most jobs and schedules. An account id is drawn
 //! as `1 + floor(N * u^3)` for a uniform `u`: the busiest 1% of accounts own
 //! about 21% of the jobs, the busiest 10% about 46%. The load's generators
-//! use the same law ([`zipf_account`]).
+//! use the same law ([`zipf_account`]). Jobs, bulk imports and tasks draw
+//! their account per row (an account's jobs are spread over time); schedules
+//! take it from the row's position, so each account's schedules are
+//! contiguous (they are created in batches) with the same skew.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -158,6 +161,8 @@ fn columns(table: &str, n: &Counts) -> Vec<(&'static str, String)> {
     let jobs = n.get("jobs").max(1);
     let sched = n.get("schedules").max(1);
     let zipf = |salt: &str| format!("(1 + FLOOR({acc} * POW({} / 4294967296, {ACCOUNT_SKEW})))", h(salt));
+    // The same law over the row's position: contiguous runs per account.
+    let zipf_pos = |total: u64| format!("(1 + FLOOR({acc} * POW((seq - 0.5) / {total}, {ACCOUNT_SKEW})))");
     // Seeded history spans 2017-01-01 .. 2017-10-01, in row order.
     let span = 273 * 86400u64;
     let at = |total: u64| format!("(TIMESTAMP'2017-01-01 00:00:00' + INTERVAL FLOOR(seq * {span} / {total}) SECOND)");
@@ -249,9 +254,9 @@ fn columns(table: &str, n: &Counts) -> Vec<(&'static str, String)> {
         ],
         "schedules" => vec![
             ("id", "seq".into()),
-            ("account_id", zipf("a")),
-            ("user_id", format!("{} + {acc} * ({} % {USERS_PER_ACCOUNT})", zipf("a"), h("u"))),
-            ("database_id", format!("{} + {acc} * ({} % {DATABASES_PER_ACCOUNT})", zipf("a"), h("d"))),
+            ("account_id", zipf_pos(sched)),
+            ("user_id", format!("{} + {acc} * ({} % {USERS_PER_ACCOUNT})", zipf_pos(sched), h("u"))),
+            ("database_id", format!("{} + {acc} * ({} % {DATABASES_PER_ACCOUNT})", zipf_pos(sched), h("d"))),
             ("name", "CONCAT('schedule_', seq)".into()),
             ("kind", format!("IF({} % 4 = 0, 'transfer', 'query')", h("k"))),
             ("cron", pick("cr", &["0 * * * *", "*/15 * * * *", "0 0 * * *", "30 2 * * 1", "0 */6 * * *"])),

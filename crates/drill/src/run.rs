@@ -246,41 +246,50 @@ async fn drive(st: &mut State) -> Result<()> {
     st.to_version = cluster.node(r).version_string.clone();
     st.recorder.event("upgraded", &st.to_version.clone());
 
-    // 4. The replica's volume becomes a fresh snapshot restore, buffer pool empty.
-    let ccfg = cfg.cold_config()?;
-    phase_log("upgrade", &format!("{}'s volume becomes a fresh restore ({})", cluster.node(r).name, cfg.storage.latency));
-    let t = Instant::now();
-    let vol = signals::interruptible(cold::make_cold(cluster, r, &ccfg, true)).await?;
-    step(&mut st.steps, "cold_restore", t);
-    st.recorder.event("cold restore", &cluster.node(r).name.clone());
-    // A cold replica applies slowly: wait until it is close enough to promote.
+    // Wait for the replica (on its own, warm volume) before the switchover.
     let t = Instant::now();
     let lag = signals::interruptible(wait_for_lag(cluster, r, cfg.switchover.max_lag_s, st.dur.wait_for_replica)).await?;
     step(&mut st.steps, "replica_catchup", t);
-    tracing::info!("{} applies within {lag:.2} s (after {:.1} s of catching up)", cluster.node(r).name, t.elapsed().as_secs_f64());
+    tracing::info!("{} applies within {lag:.2} s", cluster.node(r).name);
 
-    // 5. Switchover under load.
+    // 5. Switchover under load: fence and catch up; 4. the replica restarts
+    // on a fresh snapshot restore (every block cold, empty buffer pool), as
+    // a promoted replica on restored storage does; promote; swap the endpoint.
     st.recorder.phase("switchover");
-    phase_log("switchover", "fence, catch up, promote, swap the endpoint");
+    phase_log("switchover", &format!("fence, catch up, restart {} on a fresh restore ({}), promote, swap the endpoint", cluster.node(r).name, cfg.storage.latency));
+    let ccfg = cfg.cold_config()?;
     let t = Instant::now();
+    let popts = PromoteOptions { max_lag_s: cfg.switchover.max_lag_s, catchup_timeout_s: cfg.switchover.catchup_timeout_s, demote: false };
+    let fenced = signals::interruptible(cluster.promote_begin(&popts)).await.map_err(|e| {
+        st.switchover.rolled_back = e.to_string().contains("rolled back");
+        e.context("switchover")
+    })?;
+    st.recorder.event("fenced", &cluster.node(p).name.clone());
+    let tc = Instant::now();
+    let vol = match cold::make_cold(cluster, r, &ccfg, true).await {
+        Ok(v) => v,
+        Err(e) => {
+            cluster.promote_abort(fenced).await;
+            st.switchover.rolled_back = true;
+            return Err(e.context("restarting the replica on a fresh restore (rolled back: the old primary takes writes again)"));
+        }
+    };
+    step(&mut st.steps, "cold_restore", tc);
+    st.recorder.event("cold restore", &cluster.node(r).name.clone());
     let ep2 = ep.clone();
     let rec2 = st.recorder.clone();
-    let popts = PromoteOptions { max_lag_s: cfg.switchover.max_lag_s, catchup_timeout_s: cfg.switchover.catchup_timeout_s, demote: false };
-    let promoted = cluster
-        .promote(&popts, move |n| {
+    let (outcome, psteps) = cluster
+        .promote_finish(fenced, &popts, move |n| {
             if let Ok(a) = n.addr().parse() {
                 ep2.swap(a, true);
             }
             rec2.event("switchover", &n.name);
         })
-        .await;
-    let (outcome, psteps) = match promoted {
-        Ok(x) => x,
-        Err(e) => {
+        .await
+        .map_err(|e| {
             st.switchover.rolled_back = e.to_string().contains("rolled back");
-            return Err(e.context("switchover"));
-        }
-    };
+            e.context("switchover")
+        })?;
     st.steps.extend(psteps.0.iter().map(|s| Step { name: format!("promote.{}", s.name), seconds: s.seconds }));
     step(&mut st.steps, "switchover", t);
     st.switchover.write_unavailable_seconds = outcome.write_unavailable_seconds;
@@ -289,8 +298,9 @@ async fn drive(st: &mut State) -> Result<()> {
     st.switchover.gtid_position = outcome.gtid_position.clone();
     let old = p;
     let newp = r;
-    // Connections cut by the swap fail on their next use: give them a moment.
-    sleep_or_signal(Duration::from_secs(2)).await?;
+    // Requests in flight on connections the swap cut fail right away; the
+    // cold phase starts as the new primary takes the traffic.
+    sleep_or_signal(Duration::from_millis(250)).await?;
 
     // 6. Cold.
     {
