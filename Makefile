@@ -8,7 +8,7 @@ BIN := $(TARGET_DIR)/release/coldswap
 FROM ?= mariadb-10.11.18
 TO ?= mariadb-10.11.19
 
-.PHONY: all deps build dists test unit upgrade-drill bench images report-screenshot clean
+.PHONY: all deps build dists test unit upgrade-drill bench images tools report-screenshot clean
 
 all: build
 
@@ -23,7 +23,22 @@ build: deps
 dists: build
 	$(BIN) -q dist fetch $(FROM) $(TO)
 
-test: dists
+# Server images for the container backend, built from Debian packages (no
+# registry): skipped when they exist, and when no Docker engine answers
+# (the container tests then report themselves skipped, or fail under CI).
+images:
+	@if docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then \
+	  docker/build-image.sh bookworm coldswap/mariadb:10.11 && \
+	  docker/build-image.sh trixie coldswap/mariadb:11.8; \
+	else echo "images: no Docker engine answers; container images not built"; fi
+
+# Test-only tools: check-jsonschema validates the GitHub workflow offline
+# (actionlint's PyPI package fetches its binary from GitHub at install time,
+# which this machine cannot reach).
+tools:
+	@command -v check-jsonschema >/dev/null || python3 -m pip install -q check-jsonschema==0.39.0
+
+test: dists images tools
 	$(CARGO) test --release --workspace -- --test-threads=$${COLDSWAP_TEST_THREADS:-2}
 
 unit:
@@ -31,7 +46,7 @@ unit:
 
 # The whole rehearsal with drill.toml; exits 3 when a threshold fails.
 # BACKEND=container, DRILL_ARGS="--scale 0.2 --cold 60s" override drill.toml.
-upgrade-drill: dists
+upgrade-drill: dists $(if $(filter container,$(BACKEND)),$(if $(SKIP_IMAGES),,images))
 	$(BIN) drill --config drill.toml $(if $(BACKEND),--backend $(BACKEND)) $(DRILL_ARGS)
 
 # Render the newest report.html in headless Chromium (offline) to a PNG.

@@ -4,10 +4,15 @@
 //! * [`digests`]: the server's heaviest statements per phase.
 //! * [`lint`]: EXPLAIN of the mix before the load, full scans flagged.
 //! * [`thresholds`]: the rules that fail a drill, and the verdict.
-//! * [`render`]: report.md and a self-contained report.html.
+//! * [`render`]: report.md, a self-contained report.html, JUnit XML.
+//! * [`compare`]: two reports, per-transaction deltas and regressions.
+//! * [`merge`]: shard results merged exactly (HDR histograms added).
 
+pub mod checksum;
+pub mod compare;
 pub mod digests;
 pub mod lint;
+pub mod merge;
 pub mod render;
 pub mod report;
 pub mod thresholds;
@@ -29,5 +34,6 @@ pub fn write_all(r: &Report, dir: &std::path::Path) -> anyhow::Result<()> {
     w("report.json", serde_json::to_string_pretty(r)?.as_bytes())?;
     w("report.md", render::markdown(r).as_bytes())?;
     w("report.html", render::html(r).as_bytes())?;
+    w("report.junit.xml", render::junit(r).as_bytes())?;
     Ok(())
 }

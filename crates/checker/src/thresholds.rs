@@ -214,6 +214,25 @@ pub fn verdict(r: &Report) -> Verdict {
             if k.recovered { " (recovered)" } else { " (did not recover)" }
         ));
     }
+    if let Some(l) = r.invariants.get("ledger") {
+        findings.push(format!(
+            "Write ledger: {} acknowledged writes, {} found on {}, {} lost.",
+            l["acked"], l["found"], l["checked_on"].as_str().unwrap_or("the new primary"), l["lost"]
+        ));
+    }
+    if let Some(c) = r.invariants.get("checksum") {
+        findings.push(if c["consistent"].as_bool().unwrap_or(false) {
+            format!("Before the switchover, primary and replica matched in all {} checksum chunks.", c["chunks"])
+        } else {
+            format!("Before the switchover, primary and replica DIFFERED in {} chunks.", c["mismatched"].as_array().map(|a| a.len()).unwrap_or(0))
+        });
+    }
+    if let Some(st) = r.invariants.get("status") {
+        findings.push(format!(
+            "Task states: the naive reaper left {} tasks killed after their worker was told they completed; the guarded reaper {}.",
+            st["naive"]["anomalies"], st["guarded"]["anomalies"]
+        ));
+    }
     let passed = r.complete && failed.is_empty();
     let headline = if !r.complete {
         format!("INCOMPLETE: {}", r.incomplete_reason.clone().unwrap_or_else(|| "the drill did not finish".into()))

@@ -16,8 +16,10 @@ pub struct DrillArgs {
     /// process, container or auto.
     #[arg(long)]
     backend: Option<String>,
+    /// From-version (mariadb-10.11.18, a tarball dir) or, for containers, an image (name:tag).
     #[arg(long)]
     from: Option<String>,
+    /// To-version or image.
     #[arg(long)]
     to: Option<String>,
     /// Dataset scale (1 = about 1 GiB).
@@ -72,17 +74,27 @@ pub async fn run(a: DrillArgs) -> Result<u8> {
     } else {
         bail!("config {} does not exist", a.config.display());
     };
+    // A relative mix in a config file is relative to that file (then to here).
+    if cfg.load.mix.is_relative() {
+        if let Some(dir) = a.config.parent().filter(|_| text.is_some()) {
+            let p = dir.join(&cfg.load.mix);
+            if p.exists() {
+                cfg.load.mix = p;
+            }
+        }
+    }
     if let Some(v) = a.out {
         cfg.out = v;
     }
     if let Some(v) = a.backend {
         cfg.cluster.backend = v;
     }
+    // name:tag is an image (container backend); anything else a version or a tarball dir.
     if let Some(v) = a.from {
-        cfg.cluster.from = v;
+        if v.contains(':') { cfg.cluster.from_image = v } else { cfg.cluster.from = v }
     }
     if let Some(v) = a.to {
-        cfg.cluster.to = v;
+        if v.contains(':') { cfg.cluster.to_image = v } else { cfg.cluster.to = v }
     }
     if let Some(v) = a.scale {
         cfg.data.scale = v;

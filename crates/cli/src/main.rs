@@ -12,6 +12,7 @@ mod cluster_cmd;
 mod cold_cmd;
 mod drill_cmd;
 mod load_cmd;
+mod report_cmd;
 mod seed_cmd;
 
 #[derive(Parser)]
@@ -37,6 +38,11 @@ enum Cmd {
     Dist(DistCmd),
     /// The whole rehearsal: up, seed, baseline, upgrade, cold switchover, cold, warm-up, warm, report.
     Drill(drill_cmd::DrillArgs),
+    /// Per-transaction deltas between two drill reports; exits 4 on regressions.
+    Compare(report_cmd::CompareArgs),
+    /// Work on results: merge shards.
+    #[command(subcommand)]
+    Report(report_cmd::ReportCmd),
     /// Run a load mix against a cluster (through a swappable endpoint) or an endpoint.
     Load(load_cmd::LoadArgs),
     /// Emulated cold storage (first-touch penalty) of a node.
@@ -313,6 +319,8 @@ async fn run(cmd: Cmd) -> Result<u8> {
         Cmd::Cold(c) => cold_cmd::cold(c).await,
         Cmd::Load(a) => load_cmd::run(a).await,
         Cmd::Drill(a) => drill_cmd::run(a).await,
+        Cmd::Compare(a) => report_cmd::compare(a),
+        Cmd::Report(c) => report_cmd::report(c),
         Cmd::Warm { target, technique, from, tables, parallel, json } => {
             cold_cmd::warm(target, &technique, from, tables, parallel, json).await
         }

@@ -11,6 +11,9 @@ use coldswap_drill::config::KillSwitchCfg;
 use coldswap_drill::DrillConfig;
 use std::path::PathBuf;
 
+/// Drills run one at a time: two at once on 2 cores would skew the comparison.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -39,6 +42,7 @@ fn cold(o: &coldswap_drill::Outcome) -> &coldswap_checker::report::Phase {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_2017_scan_is_named_and_its_fix_does_better() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = test_dir("drill");
     // The 2017 dispatcher.
     let a = coldswap_drill::run(test_config(&dir, "notify_schedules"), None).await.expect("drill");
@@ -79,9 +83,17 @@ async fn the_2017_scan_is_named_and_its_fix_does_better() {
         let t = std::fs::read_to_string(a.dir.join(f)).unwrap();
         assert!(!t.to_lowercase().contains("password\":") && !t.contains("admin_password"), "{f} mentions a password");
     }
-    // Nothing was lost across the swap.
+    // Nothing was lost across the swap; the replica was consistent before it.
     assert_eq!(r.invariants["ledger"]["lost"], 0, "{}", r.invariants);
     assert!(r.invariants["ledger"]["acked"].as_u64().unwrap() > 0);
+    assert_eq!(r.invariants["checksum"]["consistent"], true, "{}", r.invariants);
+    assert!(r.invariants["checksum"]["chunks"].as_u64().unwrap() > 10);
+    // The 2017 status race: the naive reaper kills completed tasks, the guarded one does not.
+    let st = &r.invariants["status"];
+    eprintln!("task states: {st}");
+    assert!(st["naive"]["anomalies"].as_u64().unwrap() > 0, "{st}");
+    assert_eq!(st["guarded"]["anomalies"].as_u64().unwrap(), 0, "{st}");
+    assert!(st["guarded"]["told_completed"].as_u64().unwrap() > 100, "{st}");
 
     // The fixed dispatcher: fewer failures and a lower p99 on the cold primary.
     let b = coldswap_drill::run(test_config(&dir, "notify_schedules_fixed"), None).await.expect("drill");
@@ -100,6 +112,7 @@ async fn the_2017_scan_is_named_and_its_fix_does_better() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kill_switch_brings_the_error_rate_down() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = test_dir("killswitch");
     let mut c = test_config(&dir, "notify_schedules");
     c.phases.cold = "45s".into();

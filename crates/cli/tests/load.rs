@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 
-use coldswap_client::run::{Load, LoadConfig, Model};
+use coldswap_client::run::{Load, LoadConfig};
 use coldswap_client::{Endpoint, Recorder, TierConfig};
 use coldswap_db::cluster::{Cluster, PromoteOptions, UpOptions};
 use std::net::SocketAddr;

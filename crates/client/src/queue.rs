@@ -29,7 +29,8 @@ use crate::tier::{Tier, TierConfig};
 pub struct QueueConfig {
     /// Run the queue workload.
     pub enabled: bool,
-    /// Workers per reaper mode.
+    /// Workers per reaper mode. Workers and reapers go through the API tier
+    /// (its pool and deadline) in a drill.
     pub workers: usize,
     /// New tasks per second per mode.
     pub produce_per_s: f64,
@@ -54,9 +55,9 @@ impl Default for QueueConfig {
             produce_per_s: 20.0,
             work_ms: 500,
             heartbeat_ms: 200,
-            stale_after_ms: 1000,
+            stale_after_ms: 600,
             reaper_period_ms: 500,
-            reaper_gap_ms: 50,
+            reaper_gap_ms: 300,
             pool_size: 24,
             deadline_ms: 10_000,
         }
@@ -101,11 +102,18 @@ pub struct Queue {
 }
 
 impl Queue {
+    /// A queue workload with its own pool.
     pub fn new(opts: sqlx::mysql::MySqlConnectOptions, cfg: QueueConfig, recorder: Arc<Recorder>) -> Queue {
         let tier = Tier::new(
-            opts.database("import_queue"),
+            opts,
             TierConfig { pool_size: cfg.pool_size, deadline_ms: cfg.deadline_ms, acquire_timeout_ms: cfg.deadline_ms, ..Default::default() },
         );
+        Queue::through(tier, cfg, recorder)
+    }
+
+    /// A queue workload whose workers and reapers go through an API tier
+    /// (its pool, its deadline), as workers reporting through the API do.
+    pub fn through(tier: Tier, cfg: QueueConfig, recorder: Arc<Recorder>) -> Queue {
         Queue { cfg, tier, recorder, told: Arc::new(Told::default()), stop: Arc::new(AtomicBool::new(false)) }
     }
 
@@ -150,12 +158,11 @@ impl Queue {
         for t in tasks {
             t.abort();
         }
-        self.tier.close().await;
     }
 
     async fn producer(&self, mode: Mode) {
         let ins = stmt(
-            "INSERT INTO tasks (owner, account_id, kind, state, heartbeat_at, attempts, payload, created_at, updated_at) \
+            "INSERT INTO import_queue.tasks (owner, account_id, kind, state, heartbeat_at, attempts, payload, created_at, updated_at) \
              VALUES (NULL, :a, :k, 'queued', NULL, 0, '{\"source\":\"s3://imports/new\"}', NOW(6), NOW(6))",
         );
         let period = Duration::from_secs_f64(1.0 / self.cfg.produce_per_s.max(0.1));
@@ -177,12 +184,12 @@ impl Queue {
     async fn worker(&self, mode: Mode, w: usize) {
         let me = format!("{}-worker-{w}", mode.as_str());
         let claim = stmt(
-            "UPDATE tasks SET state = 'running', owner = :me, heartbeat_at = NOW(6), attempts = attempts + 1, updated_at = NOW(6) \
+            "UPDATE import_queue.tasks SET state = 'running', owner = :me, heartbeat_at = NOW(6), attempts = attempts + 1, updated_at = NOW(6) \
              WHERE state = 'queued' AND kind = :k ORDER BY id LIMIT 1",
         );
-        let mine = stmt("SELECT id FROM tasks WHERE owner = :me AND state = 'running' ORDER BY id DESC LIMIT 1");
-        let beat = stmt("UPDATE tasks SET heartbeat_at = NOW(6) WHERE id = :id AND owner = :me AND state = 'running'");
-        let done = stmt("UPDATE tasks SET state = 'completed', updated_at = NOW(6) WHERE id = :id AND owner = :me AND state = 'running'");
+        let mine = stmt("SELECT id FROM import_queue.tasks WHERE owner = :me AND state = 'running' ORDER BY id DESC LIMIT 1");
+        let beat = stmt("UPDATE import_queue.tasks SET heartbeat_at = NOW(6) WHERE id = :id AND owner = :me AND state = 'running'");
+        let done = stmt("UPDATE import_queue.tasks SET state = 'completed', updated_at = NOW(6) WHERE id = :id AND owner = :me AND state = 'running'");
         let mut rng = Rng::new(1000 + w as u64 + mode as u64 * 77);
         while !self.stop.load(Ordering::SeqCst) {
             let v = vec![Some(Value::Str(me.clone())), Some(Value::Str(mode.as_str().into()))];
@@ -204,23 +211,37 @@ impl Queue {
                 let v = vec![Some(Value::Int(id as i64)), Some(Value::Str(me.clone()))];
                 self.req("queue_heartbeat", &beat, &v).await;
             }
+            // Report the result until the database answers: the work is done.
             let v = vec![Some(Value::Int(id as i64)), Some(Value::Str(me.clone()))];
-            if self.req("queue_complete", &done, &v).await == Some(1) {
-                // The database said yes: this worker was told its task completed.
-                self.told.completed.lock().unwrap().insert(id, mode);
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match self.req("queue_complete", &done, &v).await {
+                    Some(1) => {
+                        // The database said yes: this worker was told its task completed.
+                        self.told.completed.lock().unwrap().insert(id, mode);
+                        break;
+                    }
+                    // The task is no longer ours (killed or taken over): told so.
+                    Some(_) => break,
+                    None if self.stop.load(Ordering::SeqCst) => break,
+                    None => {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
             }
         }
     }
 
     async fn reaper(&self, mode: Mode) {
         let stale = format!(
-            "SELECT id FROM tasks WHERE kind = :k AND state = 'running' AND heartbeat_at < NOW(6) - INTERVAL {} MICROSECOND",
+            "SELECT id FROM import_queue.tasks WHERE kind = :k AND state = 'running' AND heartbeat_at < NOW(6) - INTERVAL {} MICROSECOND",
             self.cfg.stale_after_ms * 1000
         );
         let list = stmt(&stale);
-        let kill_naive = stmt("UPDATE tasks SET state = 'killed', updated_at = NOW(6) WHERE id = :id");
+        let kill_naive = stmt("UPDATE import_queue.tasks SET state = 'killed', updated_at = NOW(6) WHERE id = :id");
         let kill_guarded = stmt(&format!(
-            "UPDATE tasks SET state = 'killed', updated_at = NOW(6) WHERE id = :id AND state = 'running' \
+            "UPDATE import_queue.tasks SET state = 'killed', updated_at = NOW(6) WHERE id = :id AND state = 'running' \
              AND heartbeat_at < NOW(6) - INTERVAL {} MICROSECOND",
             self.cfg.stale_after_ms * 1000
         ));
@@ -245,11 +266,11 @@ impl Queue {
 pub async fn anomalies(opts: &sqlx::mysql::MySqlConnectOptions, told: &Told) -> anyhow::Result<serde_json::Value> {
     use sqlx::{ConnectOptions, Row};
     let completed: Vec<(u64, Mode)> = told.completed.lock().unwrap().iter().map(|(k, v)| (*k, *v)).collect();
-    let mut conn = opts.clone().database("import_queue").connect().await?;
+    let mut conn = opts.clone().connect().await?;
     let mut result: HashMap<Mode, (u64, u64, Vec<u64>)> = HashMap::new();
     for chunk in completed.chunks(1000) {
         let list: Vec<String> = chunk.iter().map(|(id, _)| id.to_string()).collect();
-        let rows = sqlx::Executor::fetch_all(&mut conn, format!("SELECT id, state FROM tasks WHERE id IN ({})", list.join(",")).as_str()).await?;
+        let rows = sqlx::Executor::fetch_all(&mut conn, format!("SELECT id, state FROM import_queue.tasks WHERE id IN ({})", list.join(",")).as_str()).await?;
         let states: HashMap<u64, String> =
             rows.iter().map(|r| (r.try_get::<u64, _>(0).unwrap_or(0), r.try_get::<String, _>(1).unwrap_or_default())).collect();
         for (id, mode) in chunk {

@@ -209,6 +209,11 @@ impl Load {
         })
     }
 
+    /// The API tier this load goes through (shared with other workloads).
+    pub fn tier(&self) -> crate::tier::Tier {
+        self.ctx.tier.clone()
+    }
+
     pub fn controls(&self) -> Arc<Controls> {
         self.ctx.controls.clone()
     }

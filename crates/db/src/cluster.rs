@@ -199,7 +199,7 @@ pub struct NodeStatus {
     pub error: Option<String>,
 }
 
-const STATE_FILE: &str = "cluster.json";
+pub const STATE_FILE: &str = "cluster.json";
 const SECRETS_FILE: &str = "secrets.json";
 const META_DB: &str = "coldswap_meta";
 
@@ -294,9 +294,19 @@ impl Cluster {
         let mut steps = Steps::default();
         let t0 = Instant::now();
         // Bad input first, before anything is created.
-        dist::check_spec(&opts.from)?;
-        if let Some(to) = &opts.to {
-            dist::check_spec(to)?;
+        match opts.backend {
+            BackendKind::Process => {
+                dist::check_spec(&opts.from)?;
+                if let Some(to) = &opts.to {
+                    dist::check_spec(to)?;
+                }
+            }
+            BackendKind::Container => {
+                crate::container::image_ref(&opts.from)?;
+                if let Some(to) = &opts.to {
+                    crate::container::image_ref(to)?;
+                }
+            }
         }
         if opts.buffer_pool_mb < 8 {
             bail!("buffer pool of {} MiB is too small (at least 8)", opts.buffer_pool_mb);
@@ -1163,5 +1173,124 @@ impl Cluster {
         self.set_persistent(true)?;
         self.detach();
         Ok(())
+    }
+}
+
+/// Files, programs and logs of a node, wherever it runs: on this host
+/// (process backend) or inside its container (container backend).
+impl Cluster {
+    /// The datadir as the node's server sees it.
+    pub fn server_datadir(&self, i: usize) -> PathBuf {
+        match self.state.backend {
+            BackendKind::Process => {
+                let d = self.state.nodes[i].datadir();
+                d.canonicalize().unwrap_or(d)
+            }
+            BackendKind::Container => PathBuf::from(crate::container::DATADIR),
+        }
+    }
+
+    /// Read a file under the node's datadir.
+    pub async fn read_data_file(&self, i: usize, rel: &str) -> Result<Vec<u8>> {
+        match self.state.backend {
+            BackendKind::Process => {
+                let p = self.state.nodes[i].datadir().join(rel);
+                std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))
+            }
+            BackendKind::Container => {
+                let name = self.container_name(i)?;
+                let out = self.run_on_node(i, "cat", &[&format!("{}/{rel}", crate::container::DATADIR)], &[], None).await?;
+                if !out.status.success() {
+                    bail!("cannot read {rel} in container {name}: {}", String::from_utf8_lossy(&out.stderr).trim());
+                }
+                Ok(out.stdout)
+            }
+        }
+    }
+
+    /// Write a file under the node's datadir.
+    pub async fn write_data_file(&self, i: usize, rel: &str, bytes: &[u8]) -> Result<()> {
+        match self.state.backend {
+            BackendKind::Process => {
+                let p = self.state.nodes[i].datadir().join(rel);
+                std::fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))
+            }
+            BackendKind::Container => {
+                let target = format!("{}/{rel}", crate::container::DATADIR);
+                let out = self.run_on_node(i, "sh", &["-c", &format!("cat > '{target}'")], &[], Some(bytes)).await?;
+                if !out.status.success() {
+                    bail!("cannot write {rel} in container: {}", String::from_utf8_lossy(&out.stderr).trim());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn container_name(&self, i: usize) -> Result<String> {
+        self.state.nodes[i].container.clone().ok_or_else(|| anyhow!("{} has no container", self.state.nodes[i].name))
+    }
+
+    /// Run a program where the node's server runs (host paths of the
+    /// first-touch library are mounted at the same place in containers).
+    /// `env` must hold no secrets: with containers it is on docker's argv.
+    pub async fn run_on_node(
+        &self,
+        i: usize,
+        program: &str,
+        args: &[&str],
+        env: &[(String, String)],
+        stdin: Option<&[u8]>,
+    ) -> Result<std::process::Output> {
+        use std::process::Stdio;
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = match self.state.backend {
+            BackendKind::Process => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(args);
+                for (k, v) in env {
+                    c.env(k, v);
+                }
+                c
+            }
+            BackendKind::Container => {
+                let mut c = tokio::process::Command::new("docker");
+                c.arg("exec");
+                if stdin.is_some() {
+                    c.arg("-i");
+                }
+                for (k, v) in env {
+                    c.arg("-e").arg(format!("{k}={v}"));
+                }
+                c.arg(self.container_name(i)?).arg(program).args(args);
+                c
+            }
+        };
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().with_context(|| format!("cannot run {program}"))?;
+        if let Some(data) = stdin {
+            let mut si = child.stdin.take().unwrap();
+            si.write_all(data).await?;
+            drop(si);
+        }
+        Ok(child.wait_with_output().await?)
+    }
+
+    /// What the node's server logged since it last started (process: its
+    /// error log after `offset`; containers: the container's log).
+    pub fn server_log_since(&self, i: usize, offset: u64) -> String {
+        match self.state.backend {
+            BackendKind::Process => std::fs::read(self.state.nodes[i].error_log())
+                .map(|b| String::from_utf8_lossy(&b[(offset as usize).min(b.len())..]).to_string())
+                .unwrap_or_default(),
+            BackendKind::Container => self
+                .state
+                .nodes[i]
+                .container
+                .as_deref()
+                .map(crate::container::logs)
+                .unwrap_or_default(),
+        }
     }
 }

@@ -15,12 +15,33 @@ pub struct ClusterCfg {
     pub backend: String,
     pub from: String,
     pub to: String,
+    /// The container backend's images (a real major upgrade by default:
+    /// built by `make images`; mysql:5.7.19 -> mysql:8.0 where a registry is reachable).
+    pub from_image: String,
+    pub to_image: String,
     pub buffer_pool_mb: u32,
 }
 
 impl Default for ClusterCfg {
     fn default() -> Self {
-        ClusterCfg { backend: "process".into(), from: "mariadb-10.11.18".into(), to: "mariadb-10.11.19".into(), buffer_pool_mb: 256 }
+        ClusterCfg {
+            backend: "process".into(),
+            from: "mariadb-10.11.18".into(),
+            to: "mariadb-10.11.19".into(),
+            from_image: "coldswap/mariadb:10.11".into(),
+            to_image: "coldswap/mariadb:11.8".into(),
+            buffer_pool_mb: 256,
+        }
+    }
+}
+
+impl ClusterCfg {
+    /// (from, to) as the chosen backend names them.
+    pub fn versions_for(&self, backend: coldswap_db::BackendKind) -> (String, String) {
+        match backend {
+            coldswap_db::BackendKind::Container => (self.from_image.clone(), self.to_image.clone()),
+            coldswap_db::BackendKind::Process => (self.from.clone(), self.to.clone()),
+        }
     }
 }
 
@@ -137,6 +158,21 @@ impl Default for SwitchoverCfg {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+pub struct ChecksCfg {
+    /// Checksum every table on primary and replica before the switchover.
+    pub checksum: bool,
+    /// Checksum chunks (10k rows) per second at most.
+    pub checksum_chunks_per_s: f64,
+}
+
+impl Default for ChecksCfg {
+    fn default() -> Self {
+        ChecksCfg { checksum: true, checksum_chunks_per_s: 50.0 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct DrillConfig {
     /// Reports go to <out>/<timestamp>/, with <out>/latest pointing at the last.
     pub out: PathBuf,
@@ -151,6 +187,9 @@ pub struct DrillConfig {
     pub switchover: SwitchoverCfg,
     pub warmup: WarmupCfg,
     pub kill_switch: Option<KillSwitchCfg>,
+    pub checks: ChecksCfg,
+    /// The import queue's job lifecycle, naive and guarded reapers side by side.
+    pub queue: coldswap_client::queue::QueueConfig,
     pub thresholds: Thresholds,
 }
 
@@ -168,6 +207,8 @@ impl Default for DrillConfig {
             switchover: SwitchoverCfg::default(),
             warmup: WarmupCfg::default(),
             kill_switch: None,
+            checks: ChecksCfg::default(),
+            queue: coldswap_client::queue::QueueConfig { enabled: true, ..Default::default() },
             thresholds: Thresholds::default(),
         }
     }

@@ -45,6 +45,9 @@ struct State {
     endpoint: Option<Arc<Endpoint>>,
     load: Option<Arc<Load>>,
     load_task: Option<tokio::task::JoinHandle<Result<()>>>,
+    queue: Option<Arc<coldswap_client::queue::Queue>>,
+    queue_task: Option<tokio::task::JoinHandle<()>>,
+    checksum: Option<serde_json::Value>,
     recorder: Arc<Recorder>,
     steps: Vec<Step>,
     switchover: Switchover,
@@ -138,6 +141,9 @@ pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outc
         endpoint: None,
         load: None,
         load_task: None,
+        queue: None,
+        queue_task: None,
+        checksum: None,
         recorder: Arc::new(Recorder::new()),
         steps: Vec::new(),
         switchover: Switchover::default(),
@@ -167,15 +173,16 @@ async fn drive(st: &mut State) -> Result<()> {
     let backend = match cfg.cluster.backend.as_str() {
         "container" => BackendKind::Container,
         "process" => BackendKind::Process,
-        _ => coldswap_db::container::choose_backend(&cfg.cluster.from, &cfg.cluster.to).await,
+        _ => coldswap_db::container::choose_backend(&cfg.cluster.from_image, &cfg.cluster.to_image).await,
     };
     st.backend = backend.to_string();
-    let mut up = UpOptions::new(st.dir.join("cluster"), &cfg.cluster.from);
-    up.to = Some(cfg.cluster.to.clone());
+    let (from_v, to_v) = cfg.cluster.versions_for(backend);
+    let mut up = UpOptions::new(st.dir.join("cluster"), &from_v);
+    up.to = Some(to_v.clone());
     up.backend = backend;
     up.buffer_pool_mb = cfg.cluster.buffer_pool_mb;
     up.container = coldswap_db::container::ContainerOptions::default();
-    phase_log("setup", &format!("starting {} -> {} on the {backend} backend", cfg.cluster.from, cfg.cluster.to));
+    phase_log("setup", &format!("starting {from_v} -> {to_v} on the {backend} backend"));
     let t = Instant::now();
     let (cluster, steps) = signals::interruptible(Cluster::up(up)).await?;
     st.cluster = Some(cluster);
@@ -230,6 +237,11 @@ async fn drive(st: &mut State) -> Result<()> {
     st.recorder.phase("baseline");
     let l2 = load.clone();
     st.load_task = Some(tokio::spawn(async move { l2.run().await }));
+    if cfg.queue.enabled {
+        let q = Arc::new(coldswap_client::queue::Queue::through(load.tier(), cfg.queue.clone(), st.recorder.clone()));
+        st.queue = Some(q.clone());
+        st.queue_task = Some(tokio::spawn(async move { q.run().await }));
+    }
     phase_log("baseline", &format!("{} s against the warm primary {}", st.dur.baseline.as_secs(), cluster.node(p).name));
     sleep_or_signal(st.dur.baseline).await?;
     collect_digests(st, "baseline", p).await;
@@ -238,14 +250,27 @@ async fn drive(st: &mut State) -> Result<()> {
     st.recorder.phase("upgrade");
     let cluster = st.cluster.as_mut().unwrap();
     let r = cluster.replica_index()?;
-    phase_log("upgrade", &format!("upgrading {} to {}", cluster.node(r).name, cfg.cluster.to));
+    phase_log("upgrade", &format!("upgrading {} to {to_v}", cluster.node(r).name));
     let t = Instant::now();
-    let up_steps = signals::interruptible(cluster.upgrade(Some(&cfg.cluster.to))).await?;
+    let up_steps = signals::interruptible(cluster.upgrade(Some(&to_v))).await?;
     st.steps.extend(up_steps.0.iter().map(|s| Step { name: format!("upgrade.{}", s.name), seconds: s.seconds }));
     step(&mut st.steps, "upgrade", t);
     st.to_version = cluster.node(r).version_string.clone();
     st.recorder.event("upgraded", &st.to_version.clone());
 
+    // The replica was consistent before the switchover (chunked checksums,
+    // replicated statement-based, at a bounded rate, under load).
+    if cfg.checks.checksum {
+        phase_log("upgrade", "checksumming every table on primary and replica");
+        let t = Instant::now();
+        let c = signals::interruptible(coldswap_checker::checksum::run(cluster, &["api", "import_queue"], cfg.checks.checksum_chunks_per_s)).await?;
+        step(&mut st.steps, "checksum", t);
+        if !c.consistent {
+            tracing::warn!("primary and replica differ in {} chunks: {}", c.mismatched.len(), c.mismatched.join(", "));
+        }
+        st.checksum = Some(serde_json::to_value(&c)?);
+    }
+    let cluster = st.cluster.as_mut().unwrap();
     // Wait for the replica (on its own, warm volume) before the switchover.
     let t = Instant::now();
     let lag = signals::interruptible(wait_for_lag(cluster, r, cfg.switchover.max_lag_s, st.dur.wait_for_replica)).await?;
@@ -414,6 +439,12 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
     if let Some(load) = &st.load {
         load.stop();
     }
+    if let Some(q) = &st.queue {
+        q.stop();
+    }
+    if let Some(t) = st.queue_task.take() {
+        let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+    }
     if let Some(t) = st.load_task.take() {
         match tokio::time::timeout(Duration::from_secs(30), t).await {
             Ok(Ok(Err(e))) if body.is_ok() => tracing::warn!("load ended with an error: {e:#}"),
@@ -430,10 +461,34 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
     if body.is_ok() {
         if let Some(c) = &st.cluster {
             let view = StateView { cluster: c, database: &st.mix.database };
+            let mut inv = serde_json::Map::new();
             match crate::invariants::ledger(&view, &run).await {
-                Ok(v) => st.invariants = serde_json::json!({ "ledger": v }),
+                Ok(v) => {
+                    inv.insert("ledger".into(), v);
+                }
                 Err(e) => tracing::warn!("the write ledger could not be checked: {e:#}"),
             }
+            if let Some(q) = &st.queue {
+                if let Ok(p) = c.primary_index() {
+                    let s = c.secrets();
+                    let n = c.node(p);
+                    let opts = coldswap_db::sql::tcp_options(&n.host, n.port, &s.app_user, &s.app_password);
+                    match coldswap_client::queue::anomalies(&opts, &q.told).await {
+                        Ok(v) => {
+                            inv.insert("status".into(), v);
+                        }
+                        Err(e) => tracing::warn!("task states could not be checked: {e:#}"),
+                    }
+                }
+            }
+            st.invariants = serde_json::Value::Object(inv);
+        }
+    }
+    if let Some(c) = &st.checksum {
+        if let serde_json::Value::Object(m) = &mut st.invariants {
+            m.insert("checksum".into(), c.clone());
+        } else {
+            st.invariants = serde_json::json!({ "checksum": c });
         }
     }
     let mut report = Report {

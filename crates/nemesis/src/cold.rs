@@ -383,12 +383,11 @@ pub fn native_aio_in_log(text: &str) -> Option<String> {
 /// buffer pool starts empty either way.
 pub async fn make_cold(cluster: &mut Cluster, i: usize, cfg: &ColdConfig, fresh: bool) -> Result<Volume> {
     cfg.validate()?;
-    if cluster.state.backend != coldswap_db::BackendKind::Process {
-        bail!("cold storage on the {} backend is not supported yet", cluster.state.backend);
-    }
     let lib = preload_lib()?;
     let state = state_dir_of(cluster, i);
-    let root = cluster.node(i).datadir().canonicalize()?;
+    // The datadir as the server names it: inside a container, its volume's
+    // mount point (the library and the state dir are mounted at their host paths).
+    let root = cluster.server_datadir(i);
     let vol = Volume::open(&state, cfg)?;
     let log = cluster.node(i).error_log();
     let mut extras = cluster.node(i).extras.clone();
@@ -403,7 +402,7 @@ pub async fn make_cold(cluster: &mut Cluster, i: usize, cfg: &ColdConfig, fresh:
     vol.set_enabled(true);
     let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     cluster.start_in_role(i).await?;
-    let text = std::fs::read(&log).map(|b| String::from_utf8_lossy(&b[offset as usize..]).to_string()).unwrap_or_default();
+    let text = cluster.server_log_since(i, offset);
     if let Some(line) = native_aio_in_log(&text) {
         bail!("{} reads with native AIO, which bypasses the first-touch emulator: {line}", cluster.node(i).name);
     }

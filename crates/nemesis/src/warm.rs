@@ -147,8 +147,8 @@ pub async fn buffer_pool_transfer(cluster: &Cluster, src: usize, dst: usize) -> 
     }
     let src_spaces = tablespaces(&mut s, cluster.node(src).dist.flavor).await?;
     sql::close(s).await;
-    let dump = std::fs::read_to_string(cluster.node(src).datadir().join("ib_buffer_pool"))
-        .context("reading the buffer pool dump")?;
+    let dump = String::from_utf8_lossy(&cluster.read_data_file(src, "ib_buffer_pool").await.context("reading the buffer pool dump")?)
+        .to_string();
     let mut d = cluster.admin(dst).await?;
     let dst_spaces = tablespaces(&mut d, cluster.node(dst).dist.flavor).await?;
     let by_name: HashMap<&str, u64> = dst_spaces.iter().map(|(id, n)| (n.as_str(), *id)).collect();
@@ -164,7 +164,7 @@ pub async fn buffer_pool_transfer(cluster: &Cluster, src: usize, dst: usize) -> 
             pages += 1;
         }
     }
-    std::fs::write(cluster.node(dst).datadir().join("ib_buffer_pool"), out).context("writing the buffer pool list")?;
+    cluster.write_data_file(dst, "ib_buffer_pool", out.as_bytes()).await.context("writing the buffer pool list")?;
     sql::exec(&mut d, "SET GLOBAL innodb_buffer_pool_load_now = ON").await?;
     let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
@@ -207,13 +207,14 @@ fn volread_bin() -> Result<PathBuf> {
 pub async fn volume_read(cluster: &Cluster, node: usize, parallel: usize) -> Result<(u64, u64)> {
     let bin = volread_bin()?;
     let n = cluster.node(node);
-    let mut cmd = tokio::process::Command::new(bin);
-    cmd.arg(n.datadir()).arg(parallel.to_string());
-    // The same emulator environment as the server: same state, same volume.
-    for (k, v) in &n.extras.env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().await.context("cannot run coldswap-volread")?;
+    let dir = cluster.server_datadir(node).display().to_string();
+    let par = parallel.to_string();
+    // The same emulator environment as the server: same state, same volume
+    // (run inside the node's container on the container backend).
+    let out = cluster
+        .run_on_node(node, &bin.display().to_string(), &[&dir, &par], &n.extras.env, None)
+        .await
+        .context("cannot run coldswap-volread")?;
     if !out.status.success() {
         bail!("volume read failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
