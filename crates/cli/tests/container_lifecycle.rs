@@ -197,3 +197,70 @@ async fn missing_image_is_one_clear_line() {
     assert!(!dir.join("run").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The whole drill on containers (what `make upgrade-drill BACKEND=container`
+/// runs), at a small scale with short phases: a real 10.11 -> 11.8 upgrade,
+/// a cold new primary behind the first-touch emulator mounted into its
+/// container, and the same report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drill_runs_on_containers() {
+    if skip_or_fail("the_drill_runs_on_containers") {
+        return;
+    }
+    let dir = test_dir("ctrdrill");
+    let mut c = coldswap_drill::DrillConfig::default();
+    c.cluster.backend = "container".into();
+    c.cluster.buffer_pool_mb = 64;
+    c.out = dir.join("out");
+    c.data.scale = 0.1;
+    c.load.mix = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../loadtests/api.toml");
+    c.load.rate = 300.0;
+    c.load.users = 32;
+    c.phases.baseline = "5s".into();
+    c.phases.cold = "15s".into();
+    c.phases.warm = "5s".into();
+    let o = coldswap_drill::run(c, None).await.expect("drill on containers");
+    assert!(o.report.complete, "{:?}", o.error);
+    assert_eq!(o.report.cluster.backend, "container");
+    assert!(o.report.cluster.from_version.starts_with("10.11."), "{}", o.report.cluster.from_version);
+    assert!(o.report.cluster.to_version.starts_with("11.8."), "{}", o.report.cluster.to_version);
+    for p in ["baseline", "cold", "warm"] {
+        assert!(o.report.phase(p).is_some(), "no {p} phase");
+    }
+    // The cold phase really read through the emulator inside the container.
+    assert_eq!(o.report.storage["cold_verified"], serde_json::json!(true), "{}", o.report.storage);
+    assert!(o.report.storage["cold_phase_counters"]["cold_blocks"].as_u64().unwrap_or(0) > 0, "{}", o.report.storage);
+    assert_eq!(o.report.invariants["ledger"]["lost"], serde_json::json!(0), "{}", o.report.invariants);
+    assert_eq!(o.report.invariants["checksum"]["consistent"], serde_json::json!(true), "{}", o.report.invariants);
+    for f in ["report.json", "report.md", "report.html", "report.junit.xml"] {
+        assert!(o.dir.join(f).is_file(), "no {f}");
+    }
+    // Nothing left: no container, volume or network of coldswap's.
+    let left = resources_under(&dir);
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every coldswap-labelled resource whose run dir is under `dir`.
+fn resources_under(dir: &std::path::Path) -> Vec<String> {
+    let prefix = dir.display().to_string();
+    let fmt = "{{.Label \"org.coldswap.run_dir\"}}\t";
+    let mut out = Vec::new();
+    for (kind, args) in [
+        ("container", vec!["ps", "-a", "--filter", "label=org.coldswap.run", "--format"]),
+        ("volume", vec!["volume", "ls", "--filter", "label=org.coldswap.run", "--format"]),
+        ("network", vec!["network", "ls", "--filter", "label=org.coldswap.run", "--format"]),
+    ] {
+        let name = if kind == "container" { "{{.Names}}" } else { "{{.Name}}" };
+        let mut a = args.clone();
+        let f = format!("{fmt}{name}");
+        a.push(&f);
+        let o = Command::new("docker").args(&a).output().unwrap();
+        for l in String::from_utf8_lossy(&o.stdout).lines() {
+            if l.starts_with(&prefix) {
+                out.push(format!("{kind} {l}"));
+            }
+        }
+    }
+    out
+}
