@@ -66,6 +66,19 @@ pub struct DrillArgs {
 }
 
 pub async fn run(a: DrillArgs) -> Result<u8> {
+    let config = a.config.clone();
+    let (cfg, text) = build_config(a)?;
+    let source = text.as_deref().map(|t| (config.as_path(), t));
+    let o = coldswap_drill::run(cfg, source).await?;
+    print!("{}", coldswap_drill::summary(&o));
+    if let Some(e) = &o.error {
+        eprintln!("coldswap: drill incomplete: {e}");
+    }
+    Ok(o.exit_code as u8)
+}
+
+/// drill.toml (or the defaults) with the flags applied.
+fn build_config(a: DrillArgs) -> Result<(DrillConfig, Option<String>)> {
     let (mut cfg, text) = if a.config.exists() {
         let (c, t) = DrillConfig::load(&a.config)?;
         (c, Some(t))
@@ -147,11 +160,70 @@ pub async fn run(a: DrillArgs) -> Result<u8> {
     if a.keep {
         cfg.keep = true;
     }
-    let source = text.as_deref().map(|t| (a.config.as_path(), t));
-    let o = coldswap_drill::run(cfg, source).await?;
-    print!("{}", coldswap_drill::summary(&o));
+    Ok((cfg, text))
+}
+
+#[derive(Args)]
+pub struct CapacityArgs {
+    #[command(flatten)]
+    drill: DrillArgs,
+    /// First arrival rate (requests/s).
+    #[arg(long)]
+    start_rate: Option<f64>,
+    /// Each step multiplies the rate by this.
+    #[arg(long)]
+    step_factor: Option<f64>,
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// How long each step runs (20s).
+    #[arg(long)]
+    step: Option<String>,
+    /// SLO: p99 of API requests, in ms.
+    #[arg(long)]
+    slo_p99_ms: Option<f64>,
+    /// SLO: error rate of API requests, in %.
+    #[arg(long)]
+    slo_error_pct: Option<f64>,
+}
+
+/// `coldswap capacity`: step the load up until the SLO breaks, warm and cold.
+pub async fn capacity(a: CapacityArgs) -> Result<u8> {
+    let out_given = a.drill.out.is_some();
+    let (mut cfg, text) = build_config(a.drill)?;
+    if !out_given {
+        cfg.out = PathBuf::from("target/capacity");
+    }
+    let _ = text;
+    let c = &mut cfg.capacity;
+    if let Some(v) = a.start_rate {
+        c.start_rate = v;
+    }
+    if let Some(v) = a.step_factor {
+        c.step_factor = v;
+    }
+    if let Some(v) = a.max_steps {
+        c.max_steps = v;
+    }
+    if let Some(v) = a.step {
+        c.step = v;
+    }
+    if let Some(v) = a.slo_p99_ms {
+        c.slo_p99_ms = v;
+    }
+    if let Some(v) = a.slo_error_pct {
+        c.slo_error_pct = v;
+    }
+    let o = coldswap_drill::capacity::capacity(cfg).await?;
+    println!("\n{}", o.report.summary);
+    for k in [("warm", &o.report.knee.warm), ("cold", &o.report.knee.cold)] {
+        match k.1.first_failed_rate {
+            Some(f) => println!("  {}: SLO met up to {:.0} req/s, broken at {f:.0} ({})", k.0, k.1.last_ok_rate, k.1.broken_by.join(", ")),
+            None => println!("  {}: SLO met at every step, up to {:.0} req/s", k.0, k.1.last_ok_rate),
+        }
+    }
+    println!("report: {}/capacity.html (and capacity.json, capacity.md)", o.dir.display());
     if let Some(e) = &o.error {
-        eprintln!("coldswap: drill incomplete: {e}");
+        eprintln!("coldswap: capacity incomplete: {e}");
     }
     Ok(o.exit_code as u8)
 }

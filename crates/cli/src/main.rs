@@ -38,6 +38,9 @@ enum Cmd {
     Dist(DistCmd),
     /// The whole rehearsal: up, seed, baseline, upgrade, cold switchover, cold, warm-up, warm, report.
     Drill(drill_cmd::DrillArgs),
+    /// Step the load up until the SLO breaks, warm and then cold: the
+    /// capacity a cold switchover leaves, and the headroom it needs.
+    Capacity(drill_cmd::CapacityArgs),
     /// Per-transaction deltas between two drill reports; exits 4 on regressions.
     Compare(report_cmd::CompareArgs),
     /// Work on results: merge shards.
@@ -319,6 +322,7 @@ async fn run(cmd: Cmd) -> Result<u8> {
         Cmd::Cold(c) => cold_cmd::cold(c).await,
         Cmd::Load(a) => load_cmd::run(a).await,
         Cmd::Drill(a) => drill_cmd::run(a).await,
+        Cmd::Capacity(a) => drill_cmd::capacity(a).await,
         Cmd::Compare(a) => report_cmd::compare(a),
         Cmd::Report(c) => report_cmd::report(c),
         Cmd::Warm { target, technique, from, tables, parallel, json } => {

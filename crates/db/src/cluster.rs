@@ -364,6 +364,21 @@ impl Cluster {
         let _ = to_dist;
         steps.push("provision", t);
 
+        if opts.backend == BackendKind::Process {
+            // Two datadirs with 256 MiB redo logs, system tables and binlogs:
+            // refuse before creating anything rather than die half-way.
+            const NEED: u64 = 640 << 20;
+            if let Some(free) = util::free_bytes(&run_dir) {
+                if free < NEED {
+                    bail!(
+                        "no space for a cluster under {}: {} MiB free, at least {} MiB needed (two datadirs with 256 MiB redo logs, before any data); free some space or pick another --run-dir",
+                        run_dir.display(),
+                        free >> 20,
+                        NEED >> 20
+                    );
+                }
+            }
+        }
         std::fs::create_dir_all(&run_dir)
             .with_context(|| format!("cannot create run dir {}", run_dir.display()))?;
         let run_dir = run_dir.canonicalize()?;

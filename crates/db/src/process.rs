@@ -288,6 +288,9 @@ pub async fn run_upgrade_tool(node: &NodeState) -> Result<bool> {
 
 fn last_error_line(log: &Path) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
+    if let Some(l) = text.lines().find(|l| util::says_disk_full(l)) {
+        return Some(format!("no space left on device under {}: {}", log.parent().map(|p| p.display().to_string()).unwrap_or_default(), l.trim()));
+    }
     text.lines()
         .rev()
         .find(|l| l.contains("ERROR") || l.contains("error") || l.contains("FATAL"))
@@ -300,6 +303,9 @@ pub fn error_log_since(log: &Path, offset: u64) -> Option<String> {
     let bytes = std::fs::read(log).ok()?;
     let start = (offset as usize).min(bytes.len());
     let text = String::from_utf8_lossy(&bytes[start..]).to_string();
+    if let Some(l) = text.lines().find(|l| util::says_disk_full(l)) {
+        return Some(format!("no space left on device: {}", l.split("[ERROR]").nth(1).unwrap_or(l).trim()));
+    }
     let errors: Vec<&str> = text.lines().filter(|l| l.contains("[ERROR]")).collect();
     // Prefer the first error: later ones are usually consequences ("Aborting").
     errors

@@ -190,3 +190,38 @@ mod tests {
         assert_ne!(a, random_secret(20));
     }
 }
+
+/// Bytes available to us on the filesystem holding `path` (or its nearest
+/// existing ancestor).
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let mut p = path.to_path_buf();
+    while !p.exists() {
+        p = p.parent()?.to_path_buf();
+    }
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Whether a log line says the disk is full (errno 28, ENOSPC).
+pub fn says_disk_full(line: &str) -> bool {
+    let l = line.to_lowercase();
+    l.contains("no space left") || l.contains("errno: 28") || l.contains("errcode: 28") || l.contains("error 28") || l.contains("os error 28") || l.contains("disk full")
+}
+
+#[cfg(test)]
+mod disk_tests {
+    use super::*;
+
+    #[test]
+    fn disk_full_lines_are_recognised() {
+        assert!(says_disk_full("2026-11-26 9:45:56 0 [ERROR] InnoDB: Write to file ./ibdata1 failed at offset 0, 1048576 bytes should have been written, only 0 were written. Operating system error number 28."
+            .replace("error number 28", "errno: 28").as_str()));
+        assert!(says_disk_full("mariadb-install-db: Error writing file '/x' (Errcode: 28 \"No space left on device\")"));
+        assert!(!says_disk_full("[ERROR] Aborting"));
+        assert!(free_bytes(Path::new("/tmp/definitely/not/there")).is_some());
+    }
+}

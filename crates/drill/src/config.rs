@@ -191,6 +191,8 @@ pub struct DrillConfig {
     /// The import queue's job lifecycle, naive and guarded reapers side by side.
     pub queue: coldswap_client::queue::QueueConfig,
     pub thresholds: Thresholds,
+    /// `coldswap capacity`: the load steps and the SLO.
+    pub capacity: crate::capacity::CapacityCfg,
 }
 
 impl Default for DrillConfig {
@@ -210,6 +212,7 @@ impl Default for DrillConfig {
             checks: ChecksCfg::default(),
             queue: coldswap_client::queue::QueueConfig { enabled: true, ..Default::default() },
             thresholds: Thresholds::default(),
+            capacity: crate::capacity::CapacityCfg::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! coldswap's **drill**: the whole rehearsal, composed from the db, client,
 //! nemesis and checker crates.
 
+pub mod capacity;
 pub mod config;
 pub mod invariants;
 pub mod run;

@@ -113,6 +113,16 @@ fn step(s: &mut Vec<Step>, name: &str, t: Instant) {
     s.push(Step { name: name.into(), seconds: t.elapsed().as_secs_f64() });
 }
 
+/// The backend a config asks for (auto: containers when an engine and the
+/// images are here, and one line says why).
+pub async fn backend_for(cfg: &DrillConfig) -> BackendKind {
+    match cfg.cluster.backend.as_str() {
+        "container" => BackendKind::Container,
+        "process" => BackendKind::Process,
+        _ => coldswap_db::container::choose_backend(&cfg.cluster.from_image, &cfg.cluster.to_image).await,
+    }
+}
+
 /// Run a whole drill.
 pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outcome> {
     let dur = cfg.validate(source)?;
@@ -170,11 +180,7 @@ fn phase_log(name: &str, what: &str) {
 async fn drive(st: &mut State) -> Result<()> {
     let cfg = st.cfg.clone();
     // 1. Cluster up on the from-version, seeded.
-    let backend = match cfg.cluster.backend.as_str() {
-        "container" => BackendKind::Container,
-        "process" => BackendKind::Process,
-        _ => coldswap_db::container::choose_backend(&cfg.cluster.from_image, &cfg.cluster.to_image).await,
-    };
+    let backend = backend_for(&cfg).await;
     st.backend = backend.to_string();
     let (from_v, to_v) = cfg.cluster.versions_for(backend);
     let mut up = UpOptions::new(st.dir.join("cluster"), &from_v);

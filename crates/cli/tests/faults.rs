@@ -1,0 +1,190 @@
+//! Issue 8: reliability under faults, on real servers. The primary killed
+//! mid-load; replication broken by a real conflict; a switchover whose
+//! catch-up times out and rolls back; a full disk under the run dir.
+
+mod common;
+use common::*;
+
+use coldswap_client::run::{Load, LoadConfig};
+use coldswap_client::{Endpoint, Recorder};
+use coldswap_db::cluster::{Cluster, PromoteOptions, UpOptions};
+use coldswap_db::Role;
+use sqlx::{Connection, Executor};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+async fn cluster_in(dir: &std::path::Path) -> Cluster {
+    let mut opts = UpOptions::new(dir.join("run"), FROM);
+    opts.buffer_pool_mb = 64;
+    Cluster::up(opts).await.expect("cluster up").0
+}
+
+async fn app(c: &Cluster, i: usize) -> sqlx::MySqlConnection {
+    sqlx::MySqlConnection::connect_with(&c.app_options(i)).await.expect("app connection")
+}
+
+async fn admin(c: &Cluster, i: usize) -> sqlx::MySqlConnection {
+    c.admin(i).await.expect("admin connection")
+}
+
+async fn make_table(c: &Cluster) {
+    let p = c.primary_index().unwrap();
+    let mut conn = app(c, p).await;
+    conn.execute("CREATE DATABASE faults").await.unwrap();
+    conn.execute("CREATE TABLE faults.t (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
+    c.verify_replication(Duration::from_secs(20)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_killed_mid_load_is_survived_and_its_errors_classified() {
+    let dir = test_dir("kill-primary");
+    let mut cluster = cluster_in(&dir).await;
+    cluster.seed(0.02, false, &|_| {}).await.expect("seed");
+    let p = cluster.primary_index().unwrap();
+    let ep = Endpoint::start(cluster.node(p).addr().parse().unwrap()).await.unwrap();
+    let s = cluster.secrets().clone();
+    let opts = coldswap_db::sql::tcp_options("127.0.0.1", ep.addr().port(), &s.app_user, &s.app_password);
+    let mix = coldswap_client::run::load_mix(&repo().join("loadtests/api.toml")).unwrap();
+    let rec = Arc::new(Recorder::new());
+    let cfg = LoadConfig { users: 8, duration: Some(Duration::from_secs(8)), ..Default::default() };
+    let load = Arc::new(Load::prepare(mix, opts, cfg, rec.clone()).await.expect("prepare"));
+    rec.phase("run");
+    let l2 = load.clone();
+    let task = tokio::spawn(async move { l2.run().await });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.kill_node(p).await.expect("kill the primary");
+    rec.event("primary_killed", "node1");
+    // The load goes on to its end and returns normally.
+    task.await.expect("load task").expect("load run survives a dead primary");
+    let res = rec.snapshot();
+    let ph = res.phase("run").unwrap();
+    let (n, e) = ph.total_requests();
+    assert!(n > 0 && e > 0, "{n} requests, {e} errors");
+    let mut classes = std::collections::BTreeMap::new();
+    for t in &ph.transactions {
+        for (k, v) in &t.errors {
+            *classes.entry(k.clone()).or_insert(0u64) += v;
+        }
+    }
+    // Every failure is classified as the dead server's, not as "other".
+    let dead: u64 = ["connection_refused", "connection_reset", "deadline_exceeded", "pool_exhausted"]
+        .iter()
+        .map(|k| classes.get(*k).copied().unwrap_or(0))
+        .sum();
+    assert!(classes.get("connection_refused").copied().unwrap_or(0) + classes.get("connection_reset").copied().unwrap_or(0) > 0, "{classes:?}");
+    assert_eq!(dead, e, "unclassified failures: {classes:?}");
+    // The results serialize (a report can be written) and the timeline shows the fault.
+    let json = serde_json::to_string(&res).unwrap();
+    assert!(json.contains("primary_killed"));
+    cluster.down(false).await.expect("down after a killed primary");
+    assert!(servers_under(&dir).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_replication_is_reported_and_promotion_refused() {
+    let dir = test_dir("repl-break");
+    let mut cluster = cluster_in(&dir).await;
+    make_table(&cluster).await;
+    let p = cluster.primary_index().unwrap();
+    let r = cluster.replica_index().unwrap();
+    // A row written on the replica outside replication, then the same key on
+    // the primary: the replica's SQL thread stops on a duplicate key.
+    {
+        let mut c = admin(&cluster, r).await;
+        c.execute("SET SESSION sql_log_bin=0").await.unwrap();
+        c.execute("INSERT INTO faults.t VALUES (5, 'replica-only')").await.unwrap();
+    }
+    app(&cluster, p).await.execute("INSERT INTO faults.t VALUES (5, 'primary')").await.unwrap();
+    let e = cluster.verify_replication(Duration::from_secs(20)).await.unwrap_err().to_string();
+    assert!(e.contains("broken") && e.contains("Duplicate"), "{e}");
+    let status = cluster.status().await;
+    let rs = status[r].replication.as_ref().expect("replica status");
+    assert!(!rs.healthy() && rs.problem().contains("Duplicate"), "{}", rs.problem());
+    let e = cluster.promote(&PromoteOptions::default(), |_| {}).await.unwrap_err().to_string();
+    assert!(e.starts_with("refusing to promote: replication on node2 is broken") && e.contains("Duplicate"), "{e}");
+    // Nothing was fenced.
+    app(&cluster, p).await.execute("INSERT INTO faults.t VALUES (6, 'still')").await.expect("primary still writable");
+    assert_eq!(cluster.node(p).role, Role::Primary);
+    cluster.down(false).await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_that_cannot_catch_up_rolls_back_to_the_old_primary() {
+    let dir = test_dir("rollback");
+    let mut cluster = cluster_in(&dir).await;
+    make_table(&cluster).await;
+    let p = cluster.primary_index().unwrap();
+    let r = cluster.replica_index().unwrap();
+    // The replica's applier waits on a table lock: replication is healthy
+    // but cannot apply, so the catch-up after the fence times out.
+    let mut locker = admin(&cluster, r).await;
+    locker.execute("LOCK TABLES faults.t WRITE").await.unwrap();
+    app(&cluster, p).await.execute("INSERT INTO faults.t VALUES (1, 'stuck')").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let opts = PromoteOptions { max_lag_s: 60.0, catchup_timeout_s: 1.0, demote: false };
+    let t = Instant::now();
+    let mut swapped = false;
+    let e = cluster.promote(&opts, |_| swapped = true).await.unwrap_err().to_string();
+    assert!(!swapped, "the endpoint was swapped to a replica that had not caught up");
+    assert!(e.contains("did not catch up") && e.contains("rolled back") && e.contains("node1 is the primary again"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(30));
+    // The old primary takes writes again; the replica stays a read-only replica.
+    app(&cluster, p).await.execute("INSERT INTO faults.t VALUES (2, 'after-rollback')").await.expect("old primary writable again");
+    assert_eq!(cluster.node(p).role, Role::Primary);
+    assert_eq!(cluster.node(r).role, Role::Replica);
+    let err = app(&cluster, r).await.execute("INSERT INTO faults.t VALUES (3, 'x')").await.unwrap_err().to_string();
+    assert!(err.contains("read-only") || err.contains("1290"), "{err}");
+    // Once the lock goes, the replica catches up and a switchover succeeds.
+    locker.execute("UNLOCK TABLES").await.unwrap();
+    cluster.verify_replication(Duration::from_secs(30)).await.expect("replication resumes");
+    let (o, _) = cluster.promote(&PromoteOptions::default(), |_| {}).await.expect("second switchover");
+    assert_eq!(o.new_primary, "node2");
+    cluster.down(false).await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A run dir on a 48 MiB tmpfs: the datadir cannot be created. One clear
+/// line, a non-zero exit, nothing left running or mounted by us.
+#[test]
+fn a_full_disk_under_the_run_dir_is_a_clear_error() {
+    let dir = test_dir("fulldisk");
+    let small = dir.join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        if std::env::var("COLDSWAP_REQUIRE_FAULTS").as_deref() == Ok("1") {
+            panic!("cannot mount a small tmpfs (needs root)");
+        }
+        eprintln!("SKIPPED a_full_disk_under_the_run_dir_is_a_clear_error: cannot mount a small tmpfs (needs root)");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    let run = small.join("run");
+    let (code, out, err) = cli(&["cluster", "up", "--run-dir", run.to_str().unwrap(), "--from", FROM], &dir);
+    assert_ne!(code, 0, "cluster up on a full disk succeeded: {out}");
+    let line = last_line(&err);
+    assert!(line.contains("no space"), "{err}");
+    assert_eq!(err.trim().lines().filter(|l| l.starts_with("coldswap:") || l.starts_with("error")).count(), 1, "{err}");
+    assert!(servers_under(&dir).is_empty(), "servers left");
+    assert!(!run.exists() || std::fs::read_dir(&run).map(|mut d| d.next().is_none()).unwrap_or(true), "run dir left behind");
+    drop(_guard);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,582 @@
+//! `coldswap capacity`: how much load the database carries within the SLO
+//! warm, and how much on a freshly restored (cold) volume.
+//!
+//! The load (open model: an arrival rate) is stepped up until the SLO breaks
+//! (p99 of the API's requests, or their error rate), once warm and once cold.
+//! Before each cold step the primary restarts on a fresh restore (every
+//! block cold) with an empty buffer pool, so each cold step starts where a
+//! promotion would. The highest rate that met the SLO in each state is its
+//! capacity; cold/warm is the fraction of the warm capacity a cold switchover
+//! leaves, and the headroom the warm database needs to survive one.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use coldswap_client::run::{Load, LoadConfig, Model};
+use coldswap_client::stats::{decode_hist, PhaseResult, Recorder};
+use coldswap_db::{signals, BackendKind, Cluster, UpOptions};
+use coldswap_nemesis::cold;
+
+use crate::config::DrillConfig;
+
+/// `[capacity]` in drill.toml.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapacityCfg {
+    /// First arrival rate (requests/s).
+    pub start_rate: f64,
+    /// Each step multiplies the rate by this (> 1).
+    pub step_factor: f64,
+    /// Steps per state at most.
+    pub max_steps: usize,
+    /// How long each step runs.
+    pub step: String,
+    /// The SLO: p99 of the API's requests (ms) and their error rate (%).
+    pub slo_p99_ms: f64,
+    pub slo_error_pct: f64,
+}
+
+impl Default for CapacityCfg {
+    fn default() -> Self {
+        CapacityCfg { start_rate: 50.0, step_factor: 1.6, max_steps: 10, step: "20s".into(), slo_p99_ms: 250.0, slo_error_pct: 1.0 }
+    }
+}
+
+impl CapacityCfg {
+    pub fn validate(&self) -> Result<Duration> {
+        if !(self.start_rate > 0.0) {
+            bail!("capacity.start_rate: must be positive");
+        }
+        if !(self.step_factor > 1.0) {
+            bail!("capacity.step_factor: must be greater than 1");
+        }
+        if self.max_steps == 0 {
+            bail!("capacity.max_steps: at least 1");
+        }
+        if !(self.slo_p99_ms > 0.0) || !(self.slo_error_pct >= 0.0) {
+            bail!("capacity: slo_p99_ms must be positive and slo_error_pct >= 0");
+        }
+        let d = coldswap_client::parse_duration(&self.step).map_err(|e| anyhow::anyhow!("capacity.step: {e}"))?;
+        if d.as_secs_f64() < 2.0 {
+            bail!("capacity.step: a step must last at least 2 s");
+        }
+        Ok(d)
+    }
+
+    /// The rates tried, in order.
+    pub fn rates(&self) -> Vec<f64> {
+        (0..self.max_steps).map(|i| (self.start_rate * self.step_factor.powi(i as i32)).round()).collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepResult {
+    pub state: String,
+    /// Target arrival rate (requests/s).
+    pub rate: f64,
+    /// Requests completed per second (ok or not).
+    pub achieved_per_s: f64,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_pct: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub met_slo: bool,
+}
+
+/// Where the SLO broke in one state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Knee {
+    /// Highest rate that met the SLO (0 when the first step already broke it).
+    pub last_ok_rate: f64,
+    /// First rate that broke it (None: never broke within max_steps).
+    pub first_failed_rate: Option<f64>,
+    /// What broke: "p99" or "errors" (or both).
+    pub broken_by: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CapacityReport {
+    pub complete: bool,
+    pub started_at: String,
+    pub backend: String,
+    pub version: String,
+    pub slo: Slo,
+    pub steps: Vec<StepResult>,
+    pub warm_capacity: f64,
+    pub cold_capacity: f64,
+    /// cold_capacity / warm_capacity.
+    pub ratio: Option<f64>,
+    /// Share of the warm capacity that must stay unused to survive a cold
+    /// switchover at peak: 1 - ratio, in percent.
+    pub headroom_pct: Option<f64>,
+    pub knee: KneeBoth,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Slo {
+    pub p99_ms: f64,
+    pub error_pct: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KneeBoth {
+    pub warm: Knee,
+    pub cold: Knee,
+}
+
+/// p50/p99 over all API transactions of a phase (merged HDR histograms) and
+/// its request and error counts.
+pub fn phase_totals(p: &PhaseResult) -> (u64, u64, f64, f64) {
+    let (n, e) = p.total_requests();
+    let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
+    for t in &p.transactions {
+        if let Some(h) = decode_hist(&t.histogram) {
+            match merged.as_mut() {
+                Some(m) => {
+                    let _ = m.add(&h);
+                }
+                None => merged = Some(h),
+            }
+        }
+    }
+    let (p50, p99) = match merged {
+        Some(h) if h.len() > 0 => (h.value_at_quantile(0.50) as f64 / 1000.0, h.value_at_quantile(0.99) as f64 / 1000.0),
+        _ => (0.0, 0.0),
+    };
+    (n, e, p50, p99)
+}
+
+/// The knee of one state's steps (in rate order).
+pub fn knee(steps: &[&StepResult], slo: &Slo) -> Knee {
+    let mut last_ok = 0.0;
+    for s in steps {
+        if s.met_slo {
+            last_ok = s.rate;
+        } else {
+            let mut why = Vec::new();
+            if s.p99_ms > slo.p99_ms {
+                why.push("p99".to_string());
+            }
+            if s.error_pct > slo.error_pct {
+                why.push("errors".to_string());
+            }
+            return Knee { last_ok_rate: last_ok, first_failed_rate: Some(s.rate), broken_by: why };
+        }
+    }
+    Knee { last_ok_rate: last_ok, first_failed_rate: None, broken_by: vec![] }
+}
+
+/// Capacities, ratio and headroom from the steps.
+pub fn conclude(steps: &[StepResult], slo: &Slo) -> (f64, f64, Option<f64>, Option<f64>, KneeBoth) {
+    let of = |state: &str| steps.iter().filter(|s| s.state == state).collect::<Vec<_>>();
+    let kw = knee(&of("warm"), slo);
+    let kc = knee(&of("cold"), slo);
+    let (w, c) = (kw.last_ok_rate, kc.last_ok_rate);
+    let ratio = if w > 0.0 { Some(c / w) } else { None };
+    let headroom = ratio.map(|r| ((1.0 - r) * 100.0).max(0.0));
+    (w, c, ratio, headroom, KneeBoth { warm: kw, cold: kc })
+}
+
+pub struct CapacityOutcome {
+    pub report: CapacityReport,
+    pub dir: PathBuf,
+    pub exit_code: i32,
+    pub error: Option<String>,
+}
+
+/// Run the capacity search with a drill config's cluster, data, storage,
+/// mix and API tier, and its `[capacity]` section.
+pub async fn capacity(cfg: DrillConfig) -> Result<CapacityOutcome> {
+    cfg.validate(None)?;
+    let step_d = cfg.capacity.validate()?;
+    let mix = coldswap_client::run::load_mix(&cfg.load.mix)?;
+    coldswap_db::cluster::sweep_stale();
+    let (dir, started_at) = crate::run::make_out_dir(&cfg.out)?;
+    let backend = crate::run::backend_for(&cfg).await;
+    let slo = Slo { p99_ms: cfg.capacity.slo_p99_ms, error_pct: cfg.capacity.slo_error_pct };
+    let mut steps: Vec<StepResult> = Vec::new();
+    let mut cluster: Option<Cluster> = None;
+    let mut version = String::new();
+    let body = search(&cfg, step_d, &mix, backend, &dir, &slo, &mut steps, &mut cluster, &mut version).await;
+    if let Some(c) = cluster.take() {
+        if let Err(e) = c.down(false).await {
+            tracing::warn!("teardown: {e:#}");
+        }
+    }
+    let interrupted = signals::received();
+    let (w, c, ratio, headroom, knee) = conclude(&steps, &slo);
+    let complete = body.is_ok() && interrupted.is_none();
+    let summary = match ratio {
+        Some(r) => format!(
+            "warm capacity {w:.0} req/s, cold {c:.0} req/s ({:.0}% of warm): keep {:.0}% headroom at peak to survive a cold switchover (SLO p99 <= {:.0} ms, errors <= {:.1}%)",
+            r * 100.0,
+            headroom.unwrap_or(0.0),
+            slo.p99_ms,
+            slo.error_pct
+        ),
+        None => format!("the warm database did not meet the SLO even at {:.0} req/s", cfg.capacity.start_rate),
+    };
+    let report = CapacityReport {
+        complete,
+        started_at,
+        backend: backend.to_string(),
+        version,
+        slo,
+        steps,
+        warm_capacity: w,
+        cold_capacity: c,
+        ratio,
+        headroom_pct: headroom,
+        knee,
+        summary,
+    };
+    write_reports(&report, &dir)?;
+    let exit_code = match (interrupted, &body) {
+        (Some(sig), _) => signals::exit_code(sig),
+        (None, Err(_)) => 1,
+        (None, Ok(())) => 0,
+    };
+    Ok(CapacityOutcome { report, dir, exit_code, error: body.err().map(|e| format!("{e:#}").replace('\n', " ")) })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn search(
+    cfg: &DrillConfig,
+    step_d: Duration,
+    mix: &coldswap_client::Mix,
+    backend: BackendKind,
+    dir: &Path,
+    slo: &Slo,
+    steps: &mut Vec<StepResult>,
+    cluster_slot: &mut Option<Cluster>,
+    version: &mut String,
+) -> Result<()> {
+    let (from_v, _) = cfg.cluster.versions_for(backend);
+    let mut up = UpOptions::new(dir.join("cluster"), &from_v);
+    up.backend = backend;
+    up.buffer_pool_mb = cfg.cluster.buffer_pool_mb;
+    tracing::info!("capacity: starting {from_v} on the {backend} backend, scale {}", cfg.data.scale);
+    let (c, _) = signals::interruptible(Cluster::up(up)).await?;
+    *cluster_slot = Some(c);
+    let cluster = cluster_slot.as_mut().unwrap();
+    signals::interruptible(cluster.seed(cfg.data.scale, false, &|_| {})).await?;
+    let p = cluster.primary_index()?;
+    *version = cluster.node(p).version_string.clone();
+    let s = cluster.secrets().clone();
+    let ccfg = cfg.cold_config()?;
+    let rates = cfg.capacity.rates();
+    let (host, port) = (cluster.node(p).host.clone(), cluster.node(p).port);
+    let run_step = |rate: f64, state: &'static str| {
+        let mix = mix.clone();
+        let host = host.clone();
+        let s = s.clone();
+        let cfg = cfg.clone();
+        async move {
+            let app = coldswap_db::sql::tcp_options(&host, port, &s.app_user, &s.app_password);
+            let rec = Arc::new(Recorder::new());
+            rec.phase(state);
+            let lcfg = LoadConfig {
+                users: cfg.load.users,
+                model: Model::Open { rate_per_s: rate },
+                hatch_rate: 0.0,
+                duration: Some(step_d),
+                tier: cfg.api.clone(),
+                background: cfg.load.background.clone(),
+                shard: (0, 1),
+                seed: cfg.load.seed,
+            };
+            let load = Load::prepare(mix, app, lcfg, rec.clone()).await?;
+            signals::interruptible(load.run()).await?;
+            let snap = rec.snapshot();
+            let ph = snap.phase(state).cloned().context("no results for the step")?;
+            let (n, e, p50, p99) = phase_totals(&ph);
+            let error_pct = if n == 0 { 100.0 } else { e as f64 * 100.0 / n as f64 };
+            Ok::<StepResult, anyhow::Error>(StepResult {
+                state: state.to_string(),
+                rate,
+                achieved_per_s: n as f64 / ph.duration_s().max(1e-9),
+                requests: n,
+                errors: e,
+                error_pct,
+                p50_ms: p50,
+                p99_ms: p99,
+                met_slo: n > 0 && p99 <= cfg.capacity.slo_p99_ms && error_pct <= cfg.capacity.slo_error_pct,
+            })
+        }
+    };
+    // Warm: one unrecorded step at the first rate brings the buffer pool to
+    // its steady state, then the steps.
+    tracing::info!("capacity: warming up at {:.0} req/s for {} s", rates[0], step_d.as_secs());
+    run_step(rates[0], "warmup").await?;
+    for &rate in &rates {
+        let r = run_step(rate, "warm").await?;
+        log_step(&r, slo);
+        let ok = r.met_slo;
+        steps.push(r);
+        if !ok {
+            break;
+        }
+    }
+    // Cold: every step on a fresh restore with an empty buffer pool.
+    for &rate in &rates {
+        {
+            let cluster = cluster_slot.as_mut().unwrap();
+            cold::make_cold(cluster, p, &ccfg, true).await.context("restarting the primary on a fresh restore")?;
+        }
+        let r = run_step(rate, "cold").await?;
+        log_step(&r, slo);
+        let ok = r.met_slo;
+        steps.push(r);
+        if !ok {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn log_step(r: &StepResult, slo: &Slo) {
+    tracing::info!(
+        "capacity: {} at {:.0} req/s: p99 {:.1} ms (SLO {:.0}), errors {:.2}% (SLO {:.1}%): {}",
+        r.state,
+        r.rate,
+        r.p99_ms,
+        slo.p99_ms,
+        r.error_pct,
+        slo.error_pct,
+        if r.met_slo { "met" } else { "BROKEN" }
+    );
+}
+
+fn write_reports(r: &CapacityReport, dir: &Path) -> Result<()> {
+    std::fs::write(dir.join("capacity.json"), serde_json::to_string_pretty(r)?)?;
+    std::fs::write(dir.join("capacity.md"), markdown(r))?;
+    std::fs::write(dir.join("capacity.html"), html(r))?;
+    Ok(())
+}
+
+pub fn markdown(r: &CapacityReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# coldswap capacity\n\n{}\n", r.summary);
+    if !r.complete {
+        let _ = writeln!(s, "**Incomplete run**: the search stopped early.\n");
+    }
+    let _ = writeln!(s, "| state | rate/s | achieved/s | requests | errors % | p50 ms | p99 ms | SLO |\n|---|---|---|---|---|---|---|---|");
+    for x in &r.steps {
+        let _ = writeln!(
+            s,
+            "| {} | {:.0} | {:.0} | {} | {:.2} | {:.1} | {:.1} | {} |",
+            x.state,
+            x.rate,
+            x.achieved_per_s,
+            x.requests,
+            x.error_pct,
+            x.p50_ms,
+            x.p99_ms,
+            if x.met_slo { "met" } else { "broken" }
+        );
+    }
+    s
+}
+
+/// p99 and error rate against load, warm and cold, with the SLO line.
+fn chart(r: &CapacityReport, title: &str, unit: &str, value: fn(&StepResult) -> f64, slo: f64, log: bool) -> String {
+    let (w, h, ml, mr, mt, mb) = (760.0, 260.0, 64.0, 90.0, 24.0, 34.0);
+    let (pw, ph) = (w - ml - mr, h - mt - mb);
+    let rmin = r.steps.iter().map(|s| s.rate).fold(f64::INFINITY, f64::min).max(1.0);
+    let rmax = r.steps.iter().map(|s| s.rate).fold(1.0, f64::max).max(rmin * 1.01);
+    let vmax_raw = r.steps.iter().map(value).fold(slo, f64::max);
+    let (vmin, vmax) = if log { (0.1_f64, 10f64.powf(vmax_raw.max(1.0).log10().ceil())) } else { (0.0, (vmax_raw * 1.1).max(1.0)) };
+    let x = |rate: f64| ml + (rate.ln() - rmin.ln()) / (rmax.ln() - rmin.ln()) * pw;
+    let y = |v: f64| {
+        if log {
+            mt + ph - (v.max(vmin).log10() - vmin.log10()) / (vmax.log10() - vmin.log10()) * ph
+        } else {
+            mt + ph - (v - vmin) / (vmax - vmin) * ph
+        }
+    };
+    let mut s = String::new();
+    let _ = write!(s, r#"<svg viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{title}">"#);
+    let _ = write!(s, r#"<text x="{ml}" y="15" class="title">{title} ({unit}) against arrival rate (req/s, log scale)</text>"#);
+    let ticks: Vec<f64> = if log {
+        let mut v = vec![];
+        let mut t = vmin;
+        while t <= vmax * 1.0001 {
+            v.push(t);
+            t *= 10.0;
+        }
+        v
+    } else {
+        (0..=4).map(|i| vmax * i as f64 / 4.0).collect()
+    };
+    for t in ticks {
+        let _ = write!(
+            s,
+            r#"<line x1="{ml}" x2="{:.1}" y1="{:.1}" y2="{:.1}" class="grid"/><text x="{:.1}" y="{:.1}" class="tick" text-anchor="end">{}</text>"#,
+            ml + pw,
+            y(t),
+            y(t),
+            ml - 4.0,
+            y(t) + 3.0,
+            if t >= 10.0 || t == 0.0 { format!("{t:.0}") } else { format!("{t}") }
+        );
+    }
+    let mut rates: Vec<f64> = r.steps.iter().map(|s| s.rate).collect();
+    rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    rates.dedup();
+    for rt in rates {
+        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" class="tick" text-anchor="middle">{rt:.0}</text>"#, x(rt), mt + ph + 14.0);
+    }
+    let _ = write!(
+        s,
+        r##"<line x1="{ml}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#b00" stroke-dasharray="5,4"/><text x="{:.1}" y="{:.1}" class="tick">SLO {slo}</text>"##,
+        ml + pw,
+        y(slo),
+        y(slo),
+        ml + pw + 4.0,
+        y(slo) + 3.0
+    );
+    for (state, color) in [("warm", "#2b6cb0"), ("cold", "#c05621")] {
+        let pts: Vec<&StepResult> = r.steps.iter().filter(|s| s.state == state).collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let mut d = String::new();
+        for (i, p) in pts.iter().enumerate() {
+            let _ = write!(d, "{}{:.1},{:.1}", if i == 0 { "M" } else { " L" }, x(p.rate), y(value(p)));
+        }
+        let _ = write!(s, r#"<path d="{d}" fill="none" stroke="{color}" stroke-width="2"/>"#);
+        for p in &pts {
+            let _ = write!(
+                s,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{}" stroke="{color}"/>"#,
+                x(p.rate),
+                y(value(p)),
+                if p.met_slo { color } else { "white" }
+            );
+        }
+        let last = pts.last().unwrap();
+        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" class="tick" fill="{color}">{state}</text>"#, x(last.rate) + 6.0, y(value(last)) - 4.0);
+    }
+    s.push_str("</svg>");
+    s
+}
+
+pub fn html(r: &CapacityReport) -> String {
+    let esc = coldswap_checker::render::esc;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>coldswap capacity</title><style>\
+         body{{font:14px system-ui,sans-serif;margin:24px;max-width:980px;color:#222}}\
+         .title{{font:bold 12px system-ui}} .tick{{font:11px system-ui;fill:#555}} .grid{{stroke:#e5e5e5}}\
+         table{{border-collapse:collapse}} td,th{{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}}\
+         .verdict{{font-size:17px;padding:10px;background:#f6f6f6;border-left:4px solid #c05621}}</style></head><body>"
+    );
+    let _ = write!(s, "<h1>coldswap capacity</h1><p class=\"verdict\">{}</p>", esc(&r.summary));
+    if !r.complete {
+        s.push_str("<p><b>Incomplete run</b>: the search stopped early.</p>");
+    }
+    let _ = write!(
+        s,
+        "<p>{} on the {} backend. Filled points met the SLO, hollow ones broke it. Each cold step starts on a fresh restore with an empty buffer pool.</p>",
+        esc(&r.version),
+        esc(&r.backend)
+    );
+    s.push_str(&chart(r, "p99 of API requests", "ms", |x| x.p99_ms, r.slo.p99_ms, true));
+    s.push_str(&chart(r, "errors", "% of requests", |x| x.error_pct, r.slo.error_pct, false));
+    s.push_str("<h2>Steps</h2><table><tr><th>state</th><th>rate/s</th><th>achieved/s</th><th>requests</th><th>errors %</th><th>p50 ms</th><th>p99 ms</th><th>SLO</th></tr>");
+    for x in &r.steps {
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{:.0}</td><td>{:.0}</td><td>{}</td><td>{:.2}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>",
+            x.state,
+            x.rate,
+            x.achieved_per_s,
+            x.requests,
+            x.error_pct,
+            x.p50_ms,
+            x.p99_ms,
+            if x.met_slo { "met" } else { "broken" }
+        );
+    }
+    s.push_str("</table></body></html>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(state: &str, rate: f64, p99: f64, err: f64, slo: &Slo) -> StepResult {
+        StepResult {
+            state: state.into(),
+            rate,
+            achieved_per_s: rate,
+            requests: 100,
+            errors: 0,
+            error_pct: err,
+            p50_ms: p99 / 3.0,
+            p99_ms: p99,
+            met_slo: p99 <= slo.p99_ms && err <= slo.error_pct,
+        }
+    }
+
+    #[test]
+    fn rates_grow_geometrically() {
+        let c = CapacityCfg { start_rate: 50.0, step_factor: 2.0, max_steps: 4, ..Default::default() };
+        assert_eq!(c.rates(), vec![50.0, 100.0, 200.0, 400.0]);
+        assert!(CapacityCfg { step_factor: 1.0, ..Default::default() }.validate().is_err());
+        assert!(CapacityCfg { step: "1s".into(), ..Default::default() }.validate().is_err());
+    }
+
+    #[test]
+    fn knees_ratio_and_headroom() {
+        let slo = Slo { p99_ms: 100.0, error_pct: 1.0 };
+        let steps = vec![
+            st("warm", 50.0, 10.0, 0.0, &slo),
+            st("warm", 100.0, 20.0, 0.0, &slo),
+            st("warm", 200.0, 150.0, 0.0, &slo),
+            st("cold", 50.0, 60.0, 0.0, &slo),
+            st("cold", 100.0, 90.0, 5.0, &slo),
+        ];
+        let (w, c, ratio, headroom, k) = conclude(&steps, &slo);
+        assert_eq!((w, c), (100.0, 50.0));
+        assert_eq!(ratio, Some(0.5));
+        assert_eq!(headroom, Some(50.0));
+        assert_eq!(k.warm.first_failed_rate, Some(200.0));
+        assert_eq!(k.warm.broken_by, vec!["p99".to_string()]);
+        assert_eq!(k.cold.broken_by, vec!["errors".to_string()]);
+        let html = html(&CapacityReport {
+            complete: true,
+            started_at: String::new(),
+            backend: "process".into(),
+            version: "v".into(),
+            slo,
+            steps,
+            warm_capacity: w,
+            cold_capacity: c,
+            ratio,
+            headroom_pct: headroom,
+            knee: k,
+            summary: "s".into(),
+        });
+        assert_eq!(html.matches("<svg").count(), 2);
+    }
+
+    #[test]
+    fn a_first_step_that_breaks_gives_zero_capacity() {
+        let slo = Slo { p99_ms: 100.0, error_pct: 1.0 };
+        let steps = vec![st("warm", 50.0, 10.0, 0.0, &slo), st("cold", 50.0, 500.0, 0.0, &slo)];
+        let (w, c, ratio, _, k) = conclude(&steps, &slo);
+        assert_eq!((w, c), (50.0, 0.0));
+        assert_eq!(ratio, Some(0.0));
+        assert_eq!(k.warm.first_failed_rate, None);
+        assert_eq!(k.cold.last_ok_rate, 0.0);
+    }
+}
