@@ -152,24 +152,27 @@ pub fn phase_totals(p: &PhaseResult) -> (u64, u64, f64, f64) {
     (n, e, p50, p99)
 }
 
-/// The knee of one state's steps (in rate order).
+/// The knee of one state's steps: the highest rate that met the SLO and
+/// the lowest rate above it that broke it (steps may go up or down).
 pub fn knee(steps: &[&StepResult], slo: &Slo) -> Knee {
-    let mut last_ok = 0.0;
-    for s in steps {
-        if s.met_slo {
-            last_ok = s.rate;
-        } else {
+    let last_ok = steps.iter().filter(|s| s.met_slo).map(|s| s.rate).fold(0.0, f64::max);
+    let failed = steps
+        .iter()
+        .filter(|s| !s.met_slo && s.rate > last_ok)
+        .min_by(|a, b| a.rate.partial_cmp(&b.rate).unwrap());
+    match failed {
+        Some(s) => {
             let mut why = Vec::new();
             if s.p99_ms > slo.p99_ms {
                 why.push("p99".to_string());
             }
-            if s.error_pct > slo.error_pct {
+            if s.error_pct > slo.error_pct || s.requests == 0 {
                 why.push("errors".to_string());
             }
-            return Knee { last_ok_rate: last_ok, first_failed_rate: Some(s.rate), broken_by: why };
+            Knee { last_ok_rate: last_ok, first_failed_rate: Some(s.rate), broken_by: why }
         }
+        None => Knee { last_ok_rate: last_ok, first_failed_rate: None, broken_by: vec![] },
     }
-    Knee { last_ok_rate: last_ok, first_failed_rate: None, broken_by: vec![] }
 }
 
 /// Capacities, ratio and headroom from the steps.
@@ -212,13 +215,17 @@ pub async fn capacity(cfg: DrillConfig) -> Result<CapacityOutcome> {
     let interrupted = signals::received();
     let (w, c, ratio, headroom, knee) = conclude(&steps, &slo);
     let complete = body.is_ok() && interrupted.is_none();
+    let at_least = |k: &Knee| if k.first_failed_rate.is_none() { "at least " } else { "" };
     let summary = match ratio {
         Some(r) => format!(
-            "warm capacity {w:.0} req/s, cold {c:.0} req/s ({:.0}% of warm): keep {:.0}% headroom at peak to survive a cold switchover (SLO p99 <= {:.0} ms, errors <= {:.1}%)",
+            "warm capacity {}{w:.0} req/s, cold {}{c:.0} req/s ({:.0}% of warm): keep {:.0}% headroom at peak to survive a cold switchover (SLO p99 <= {:.0} ms, errors <= {:.1}%, over {} steps)",
+            at_least(&knee.warm),
+            at_least(&knee.cold),
             r * 100.0,
             headroom.unwrap_or(0.0),
             slo.p99_ms,
-            slo.error_pct
+            slo.error_pct,
+            cfg.capacity.step
         ),
         None => format!("the warm database did not meet the SLO even at {:.0} req/s", cfg.capacity.start_rate),
     };
@@ -323,8 +330,15 @@ async fn search(
             break;
         }
     }
-    // Cold: every step on a fresh restore with an empty buffer pool.
-    for &rate in &rates {
+    // Cold: every step on a fresh restore with an empty buffer pool. Up
+    // from the first rate while the SLO holds; when the first rate already
+    // breaks it, down (divided by the factor) until it holds, to find the knee.
+    let mut cold_rates: Vec<f64> = rates.clone();
+    let mut down = false;
+    let mut i = 0;
+    while i < cold_rates.len() && i < 2 * cfg.capacity.max_steps {
+        let rate = cold_rates[i];
+        i += 1;
         {
             let cluster = cluster_slot.as_mut().unwrap();
             cold::make_cold(cluster, p, &ccfg, true).await.context("restarting the primary on a fresh restore")?;
@@ -333,7 +347,18 @@ async fn search(
         log_step(&r, slo);
         let ok = r.met_slo;
         steps.push(r);
-        if !ok {
+        if i == 1 && !ok {
+            down = true;
+            let mut lower = Vec::new();
+            let mut x = rate / cfg.capacity.step_factor;
+            while x >= 1.0 && lower.len() < cfg.capacity.max_steps {
+                lower.push(x.round());
+                x /= cfg.capacity.step_factor;
+            }
+            cold_rates = std::iter::once(rate).chain(lower).collect();
+            continue;
+        }
+        if down == ok {
             break;
         }
     }
@@ -423,7 +448,7 @@ fn chart(r: &CapacityReport, title: &str, unit: &str, value: fn(&StepResult) -> 
             y(t),
             ml - 4.0,
             y(t) + 3.0,
-            if t >= 10.0 || t == 0.0 { format!("{t:.0}") } else { format!("{t}") }
+            if t >= 10.0 || t == 0.0 { format!("{t:.0}") } else { format!("{t:.2}").trim_end_matches('0').trim_end_matches('.').to_string() }
         );
     }
     let mut rates: Vec<f64> = r.steps.iter().map(|s| s.rate).collect();
@@ -442,7 +467,8 @@ fn chart(r: &CapacityReport, title: &str, unit: &str, value: fn(&StepResult) -> 
         y(slo) + 3.0
     );
     for (state, color) in [("warm", "#2b6cb0"), ("cold", "#c05621")] {
-        let pts: Vec<&StepResult> = r.steps.iter().filter(|s| s.state == state).collect();
+        let mut pts: Vec<&StepResult> = r.steps.iter().filter(|s| s.state == state).collect();
+        pts.sort_by(|a, b| a.rate.partial_cmp(&b.rate).unwrap());
         if pts.is_empty() {
             continue;
         }
@@ -567,6 +593,20 @@ mod tests {
             summary: "s".into(),
         });
         assert_eq!(html.matches("<svg").count(), 2);
+    }
+
+    #[test]
+    fn a_downward_search_finds_the_cold_knee() {
+        let slo = Slo { p99_ms: 100.0, error_pct: 1.0 };
+        let steps = vec![
+            st("warm", 50.0, 10.0, 0.0, &slo),
+            st("cold", 50.0, 400.0, 0.0, &slo),
+            st("cold", 25.0, 200.0, 0.0, &slo),
+            st("cold", 13.0, 80.0, 0.0, &slo),
+        ];
+        let (_, c, _, _, k) = conclude(&steps, &slo);
+        assert_eq!(c, 13.0);
+        assert_eq!(k.cold.first_failed_rate, Some(25.0));
     }
 
     #[test]
