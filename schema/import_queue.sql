@@ -18,3 +18,11 @@ CREATE TABLE tasks (
   KEY idx_tasks_state_heartbeat (state, heartbeat_at),
   KEY idx_tasks_account (account_id)
 ) ENGINE=InnoDB;
+
+-- Writes the import_queue mix makes carry ids, as in api.write_ledger: the
+-- checker looks every acknowledged one up on the new primary.
+CREATE TABLE write_ledger (
+  id            BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+  txn           VARCHAR(48)  NOT NULL,
+  created_at    DATETIME(6)  NOT NULL
+) ENGINE=InnoDB;

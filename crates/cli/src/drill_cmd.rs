@@ -7,8 +7,12 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct DrillArgs {
-    /// The drill's settings (flags below override them).
-    #[arg(long, default_value = "drill.toml")]
+    /// The drill's settings (flags below override them). Give it more than
+    /// once to drill several clusters in parallel (each config its own
+    /// cluster and mix; the flags apply to all), with one index over their reports.
+    #[arg(long = "config", default_value = "drill.toml")]
+    configs: Vec<PathBuf>,
+    #[arg(skip)]
     config: PathBuf,
     /// Reports go to OUT/<timestamp>/ (OUT/latest points at the newest).
     #[arg(long)]
@@ -65,7 +69,11 @@ pub struct DrillArgs {
     keep: bool,
 }
 
-pub async fn run(a: DrillArgs) -> Result<u8> {
+pub async fn run(mut a: DrillArgs) -> Result<u8> {
+    if a.configs.len() > 1 {
+        return crate::drill_set::run(&a.configs, a.out.clone()).await;
+    }
+    a.config = a.configs[0].clone();
     let config = a.config.clone();
     let (cfg, text) = build_config(a)?;
     let source = text.as_deref().map(|t| (config.as_path(), t));
@@ -187,7 +195,11 @@ pub struct CapacityArgs {
 }
 
 /// `coldswap capacity`: step the load up until the SLO breaks, warm and cold.
-pub async fn capacity(a: CapacityArgs) -> Result<u8> {
+pub async fn capacity(mut a: CapacityArgs) -> Result<u8> {
+    if a.drill.configs.len() > 1 {
+        bail!("capacity takes one --config");
+    }
+    a.drill.config = a.drill.configs[0].clone();
     let out_given = a.drill.out.is_some();
     let (mut cfg, text) = build_config(a.drill)?;
     if !out_given {

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 mod cluster_cmd;
 mod cold_cmd;
 mod drill_cmd;
+mod drill_set;
 mod load_cmd;
 mod report_cmd;
 mod seed_cmd;
