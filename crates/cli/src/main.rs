@@ -12,6 +12,7 @@ mod cluster_cmd;
 mod cold_cmd;
 mod drill_cmd;
 mod drill_set;
+mod external_cmd;
 mod load_cmd;
 mod report_cmd;
 mod seed_cmd;
@@ -42,6 +43,9 @@ enum Cmd {
     /// Step the load up until the SLO breaks, warm and then cold: the
     /// capacity a cold switchover leaves, and the headroom it needs.
     Capacity(drill_cmd::CapacityArgs),
+    /// Servers you already run (a staging primary and replica): status, and
+    /// upgrade and promotion through your own hook commands.
+    External(external_cmd::ExternalArgs),
     /// Per-transaction deltas between two drill reports; exits 4 on regressions.
     Compare(report_cmd::CompareArgs),
     /// Work on results: merge shards.
@@ -325,6 +329,7 @@ async fn run(cmd: Cmd) -> Result<u8> {
         Cmd::Drill(a) => drill_cmd::run(a).await,
         Cmd::Capacity(a) => drill_cmd::capacity(a).await,
         Cmd::Compare(a) => report_cmd::compare(a),
+        Cmd::External(a) => external_cmd::run(a).await,
         Cmd::Report(c) => report_cmd::report(c),
         Cmd::Warm { target, technique, from, tables, parallel, json } => {
             cold_cmd::warm(target, &technique, from, tables, parallel, json).await

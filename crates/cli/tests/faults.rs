@@ -12,7 +12,7 @@ use coldswap_db::Role;
 use sqlx::{Connection, Executor};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -129,12 +129,10 @@ async fn a_switchover_that_cannot_catch_up_rolls_back_to_the_old_primary() {
     app(&cluster, p).await.execute("INSERT INTO faults.t VALUES (1, 'stuck')").await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let opts = PromoteOptions { max_lag_s: 60.0, catchup_timeout_s: 1.0, demote: false };
-    let t = Instant::now();
     let mut swapped = false;
     let e = cluster.promote(&opts, |_| swapped = true).await.unwrap_err().to_string();
     assert!(!swapped, "the endpoint was swapped to a replica that had not caught up");
     assert!(e.contains("did not catch up") && e.contains("rolled back") && e.contains("node1 is the primary again"), "{e}");
-    assert!(t.elapsed() < Duration::from_secs(30));
     // The old primary takes writes again; the replica stays a read-only replica.
     app(&cluster, p).await.execute("INSERT INTO faults.t VALUES (2, 'after-rollback')").await.expect("old primary writable again");
     assert_eq!(cluster.node(p).role, Role::Primary);

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod container;
 pub mod dialect;
 pub mod dist;
+pub mod external;
 pub mod node;
 pub mod process;
 pub mod registry;

@@ -1,0 +1,390 @@
+//! The external backend: servers the user already runs (a staging primary
+//! and replica), named in a file. coldswap never starts, stops or deletes
+//! them. It reads their state, and upgrades and promotes through the user's
+//! own hook commands (their orchestrator, cloud API or runbook script), with
+//! the same guardrails and checks as its own clusters: refuse a broken or
+//! lagging replica, time every step, verify the outcome.
+//!
+//! Safety: addresses off loopback are refused unless the file or the command
+//! line opts in (`allow_remote`). The password comes from an environment
+//! variable named in the file, never from the file, and is never logged.
+//! Connections are not encrypted (coldswap is built without TLS): reach
+//! remote servers through a trusted network or an SSH tunnel.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sqlx::mysql::MySqlConnection;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::dialect::Dialect;
+use crate::dist::{Flavor, Version};
+use crate::sql::{self, ReplicaStatus};
+use crate::util::Steps;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalConfig {
+    /// Servers off loopback are refused unless this is true (or --allow-remote).
+    #[serde(default)]
+    pub allow_remote: bool,
+    pub primary: Endpoint,
+    pub replica: Endpoint,
+    pub credentials: Credentials,
+    #[serde(default)]
+    pub hooks: Hooks,
+    #[serde(default)]
+    pub guardrails: Guardrails,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// host:port
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// A user with replication-admin rights on both servers.
+    pub user: String,
+    /// The environment variable holding its password.
+    pub password_env: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Upgrades the replica in place (run with `sh -c`).
+    pub upgrade: Option<String>,
+    /// Promotes the replica and moves clients to it.
+    pub promote: Option<String>,
+    #[serde(default = "default_hook_timeout")]
+    pub timeout_s: f64,
+}
+
+fn default_hook_timeout() -> f64 {
+    900.0
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Guardrails {
+    pub max_lag_s: f64,
+    /// How long a replica may take to come back and catch up after the upgrade hook.
+    pub catchup_timeout_s: f64,
+}
+
+impl Default for Guardrails {
+    fn default() -> Self {
+        Guardrails { max_lag_s: 5.0, catchup_timeout_s: 300.0 }
+    }
+}
+
+/// One server as coldswap sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub name: String,
+    pub address: String,
+    pub reachable: bool,
+    pub version: Option<String>,
+    pub read_only: Option<bool>,
+    pub gtid_position: Option<String>,
+    pub replication: Option<ReplicaStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HookOutcome {
+    pub command: String,
+    pub seconds: f64,
+    pub verified: bool,
+    pub version_before: Option<String>,
+    pub version_after: Option<String>,
+    pub steps: Vec<crate::util::Step>,
+}
+
+/// Loopback, or an explicit opt-in.
+pub fn check_address(addr: &str, allow_remote: bool) -> Result<SocketAddr> {
+    let a = addr
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve '{addr}' (expected host:port)"))?
+        .next()
+        .ok_or_else(|| anyhow!("'{addr}' resolves to no address"))?;
+    let loopback = match a.ip() {
+        IpAddr::V4(v) => v.is_loopback(),
+        IpAddr::V6(v) => v.is_loopback(),
+    };
+    if !loopback && !allow_remote {
+        bail!("refusing to touch {addr} ({}): it is not on loopback; set allow_remote = true in the file or pass --allow-remote", a.ip());
+    }
+    Ok(a)
+}
+
+pub struct External {
+    pub cfg: ExternalConfig,
+    primary: SocketAddr,
+    replica: SocketAddr,
+    password: String,
+}
+
+impl External {
+    /// Read and check the file; nothing is contacted before the addresses pass.
+    pub fn load(path: &Path, allow_remote_flag: bool) -> Result<External> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
+        let cfg: ExternalConfig = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1).unwrap_or(0);
+            anyhow!("{}:{line}: {}", path.display(), e.message().trim())
+        })?;
+        let allow = cfg.allow_remote || allow_remote_flag;
+        let primary = check_address(&cfg.primary.address, allow)?;
+        let replica = check_address(&cfg.replica.address, allow)?;
+        if primary == replica {
+            bail!("{}: primary and replica are the same server ({primary})", path.display());
+        }
+        let password = std::env::var(&cfg.credentials.password_env)
+            .map_err(|_| anyhow!("the password variable {} named in {} is not set", cfg.credentials.password_env, path.display()))?;
+        Ok(External { cfg, primary, replica, password })
+    }
+
+    fn addr(&self, replica: bool) -> SocketAddr {
+        if replica {
+            self.replica
+        } else {
+            self.primary
+        }
+    }
+
+    async fn conn(&self, replica: bool) -> Result<MySqlConnection> {
+        let a = self.addr(replica);
+        let o = sql::tcp_options(&a.ip().to_string(), a.port(), &self.cfg.credentials.user, &self.password);
+        sql::connect(&o, Duration::from_secs(10))
+            .await
+            .with_context(|| format!("cannot connect to the {} at {a}", if replica { "replica" } else { "primary" }))
+    }
+
+    async fn dialect(c: &mut MySqlConnection) -> Result<(Dialect, String)> {
+        let v = sql::query_text(c, "SELECT VERSION()").await?.unwrap_or_default();
+        let (f, ver) = parse_server_version(&v).ok_or_else(|| anyhow!("cannot read the server version '{v}'"))?;
+        Ok((Dialect::new(f, ver), v))
+    }
+
+    /// Both servers: version, read-only, GTID position, replication.
+    pub async fn status(&self) -> Vec<ServerStatus> {
+        let mut out = Vec::new();
+        for (name, replica) in [("primary", false), ("replica", true)] {
+            let mut s = ServerStatus {
+                name: name.into(),
+                address: self.addr(replica).to_string(),
+                reachable: false,
+                version: None,
+                read_only: None,
+                gtid_position: None,
+                replication: None,
+                error: None,
+            };
+            match self.conn(replica).await {
+                Ok(mut c) => {
+                    s.reachable = true;
+                    match Self::dialect(&mut c).await {
+                        Ok((d, v)) => {
+                            s.version = Some(v);
+                            s.read_only = sql::query_i64(&mut c, "SELECT @@GLOBAL.read_only").await.ok().map(|x| x != 0);
+                            s.gtid_position = sql::query_text(&mut c, d.gtid_executed_query()).await.ok().flatten();
+                            s.replication = sql::replica_status(&mut c, &d).await.ok().flatten();
+                        }
+                        Err(e) => s.error = Some(format!("{e:#}")),
+                    }
+                    sql::close(c).await;
+                }
+                Err(e) => s.error = Some(format!("{e:#}")),
+            }
+            out.push(s);
+        }
+        out
+    }
+
+    /// The replica is replicating, healthy and within the lag limit.
+    async fn guard(&self) -> Result<()> {
+        let mut c = self.conn(true).await?;
+        let (d, _) = Self::dialect(&mut c).await?;
+        let st = sql::replica_status(&mut c, &d).await?;
+        sql::close(c).await;
+        let st = st.ok_or_else(|| anyhow!("refusing: the replica at {} is not replicating", self.replica))?;
+        if !st.healthy() {
+            bail!("refusing: replication on the replica at {} is broken ({})", self.replica, st.problem());
+        }
+        match st.seconds_behind {
+            Some(l) if l as f64 > self.cfg.guardrails.max_lag_s => {
+                bail!("refusing: the replica lags {l} s (limit {} s)", self.cfg.guardrails.max_lag_s)
+            }
+            None => bail!("refusing: the replica reports no lag (replication not running)"),
+            _ => Ok(()),
+        }
+    }
+
+    async fn run_hook(&self, what: &str, cmd: &str) -> Result<f64> {
+        let t = Instant::now();
+        let mut c = tokio::process::Command::new("sh");
+        c.arg("-c")
+            .arg(cmd)
+            .env("COLDSWAP_PRIMARY", self.primary.to_string())
+            .env("COLDSWAP_REPLICA", self.replica.to_string())
+            .env("COLDSWAP_HOOK", what)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs_f64(self.cfg.hooks.timeout_s), c.output())
+            .await
+            .map_err(|_| anyhow!("the {what} hook did not finish within {} s", self.cfg.hooks.timeout_s))?
+            .with_context(|| format!("cannot run the {what} hook"))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let line = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+            bail!("the {what} hook failed ({}): {line}", out.status);
+        }
+        Ok(t.elapsed().as_secs_f64())
+    }
+
+    async fn version(&self, replica: bool) -> Option<String> {
+        let mut c = self.conn(replica).await.ok()?;
+        let v = sql::query_text(&mut c, "SELECT VERSION()").await.ok().flatten();
+        sql::close(c).await;
+        v
+    }
+
+    /// Upgrade the replica through the hook, then check it answers, runs a
+    /// different version, replicates and has caught up with the primary.
+    pub async fn upgrade(&self) -> Result<HookOutcome> {
+        let cmd = self.cfg.hooks.upgrade.clone().ok_or_else(|| anyhow!("no upgrade hook: set hooks.upgrade"))?;
+        let mut steps = Steps::default();
+        let before = self.version(true).await;
+        let t = Instant::now();
+        let secs = self.run_hook("upgrade", &cmd).await?;
+        steps.push("upgrade_hook", t);
+        let t = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs_f64(self.cfg.guardrails.catchup_timeout_s);
+        let after = loop {
+            if let Some(v) = self.version(true).await {
+                break v;
+            }
+            if Instant::now() > deadline {
+                bail!("the replica at {} does not answer after the upgrade hook", self.replica);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        steps.push("replica_answers", t);
+        if Some(&after) == before.as_ref() {
+            bail!("the upgrade hook succeeded but the replica still runs {after}");
+        }
+        let t = Instant::now();
+        self.wait_caught_up(deadline).await?;
+        steps.push("replica_caught_up", t);
+        Ok(HookOutcome { command: cmd, seconds: secs, verified: true, version_before: before, version_after: Some(after), steps: steps.0 })
+    }
+
+    /// The replica has applied everything the primary had executed when we asked.
+    async fn wait_caught_up(&self, deadline: Instant) -> Result<()> {
+        let mut p = self.conn(false).await?;
+        let (dp, _) = Self::dialect(&mut p).await?;
+        let pos = sql::query_text(&mut p, dp.gtid_executed_query()).await?.unwrap_or_default();
+        sql::close(p).await;
+        let mut r = self.conn(true).await?;
+        let (dr, _) = Self::dialect(&mut r).await?;
+        let left = deadline.saturating_duration_since(Instant::now()).as_secs_f64().max(1.0);
+        let v = sql::query_i64(&mut r, &dr.wait_gtid_query(&pos, left)).await?;
+        let st = sql::replica_status(&mut r, &dr).await?;
+        sql::close(r).await;
+        if v != 0 {
+            bail!("the replica did not reach the primary's position {pos} within {left:.0} s");
+        }
+        match st {
+            Some(s) if s.healthy() => Ok(()),
+            Some(s) => bail!("the replica caught up but its replication is broken: {}", s.problem()),
+            None => bail!("the replica is not replicating after the upgrade"),
+        }
+    }
+
+    /// Promote through the hook after the guardrails; then verify that the
+    /// replica takes writes and the old primary refuses them (or is gone).
+    pub async fn promote(&self) -> Result<HookOutcome> {
+        let cmd = self.cfg.hooks.promote.clone().ok_or_else(|| anyhow!("no promote hook: set hooks.promote"))?;
+        let mut steps = Steps::default();
+        let t = Instant::now();
+        self.guard().await?;
+        steps.push("check_replica", t);
+        let t = Instant::now();
+        let secs = self.run_hook("promote", &cmd).await?;
+        steps.push("promote_hook", t);
+        let t = Instant::now();
+        let mut r = self.conn(true).await?;
+        let ro = sql::query_i64(&mut r, "SELECT @@GLOBAL.read_only").await?;
+        let (d, _) = Self::dialect(&mut r).await?;
+        let still = sql::replica_status(&mut r, &d).await?;
+        sql::close(r).await;
+        if ro != 0 {
+            bail!("the promote hook succeeded but the replica at {} is still read-only", self.replica);
+        }
+        if let Some(s) = still {
+            if s.io_running == "Yes" || s.sql_running == "Yes" {
+                bail!("the promote hook succeeded but the replica at {} still replicates", self.replica);
+            }
+        }
+        let old_ro = match self.conn(false).await {
+            Ok(mut p) => {
+                let v = sql::query_i64(&mut p, "SELECT @@GLOBAL.read_only").await.ok();
+                sql::close(p).await;
+                v
+            }
+            Err(_) => None,
+        };
+        if old_ro == Some(0) {
+            bail!("split brain: after the promote hook both {} and {} take writes", self.primary, self.replica);
+        }
+        steps.push("verify", t);
+        Ok(HookOutcome {
+            command: cmd,
+            seconds: secs,
+            verified: true,
+            version_before: None,
+            version_after: self.version(true).await,
+            steps: steps.0,
+        })
+    }
+}
+
+/// `10.11.18-MariaDB-0+deb12u1-log` → (MariaDB, 10.11.18); `8.0.36` → MySQL.
+pub fn parse_server_version(v: &str) -> Option<(Flavor, Version)> {
+    let head: String = v.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let ver = Version::parse(&head)?;
+    let flavor = if v.to_lowercase().contains("mariadb") { Flavor::MariaDB } else { Flavor::MySQL };
+    Some((flavor, ver))
+}
+
+/// Where an example config lives, for error messages.
+pub fn example() -> PathBuf {
+    PathBuf::from("docs/external.example.toml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_of_both_flavors() {
+        assert_eq!(parse_server_version("10.11.18-MariaDB-0+deb12u1-log"), Some((Flavor::MariaDB, Version(10, 11, 18))));
+        assert_eq!(parse_server_version("8.0.36"), Some((Flavor::MySQL, Version(8, 0, 36))));
+        assert_eq!(parse_server_version("5.7.19-log"), Some((Flavor::MySQL, Version(5, 7, 19))));
+        assert_eq!(parse_server_version("garbage"), None);
+    }
+
+    #[test]
+    fn remote_addresses_need_an_opt_in() {
+        assert!(check_address("127.0.0.1:3306", false).is_ok());
+        let e = check_address("10.1.2.3:3306", false).unwrap_err().to_string();
+        assert!(e.contains("not on loopback") && e.contains("allow_remote"), "{e}");
+        assert!(check_address("10.1.2.3:3306", true).is_ok());
+    }
+}
