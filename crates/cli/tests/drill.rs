@@ -36,6 +36,14 @@ fn test_config(dir: &std::path::Path, background: &str) -> DrillConfig {
     c
 }
 
+/// Median of the per-second p99s of a phase (seconds with requests).
+fn typical_p99(o: &coldswap_drill::Outcome, phase: &str) -> f64 {
+    let mut v: Vec<f64> = o.report.timeline.iter().filter(|s| s.phase == phase && s.count > 0).map(|s| s.p99_ms).collect();
+    assert!(!v.is_empty(), "no {phase} seconds in the timeline");
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
 fn cold(o: &coldswap_drill::Outcome) -> &coldswap_checker::report::Phase {
     o.report.phase("cold").expect("a cold phase")
 }
@@ -104,7 +112,12 @@ async fn the_2017_scan_is_named_and_its_fix_does_better() {
         ca.errors, ca.requests, ca.error_rate * 100.0, ca.p99_ms, cb.errors, cb.requests, cb.error_rate * 100.0, cb.p99_ms
     );
     assert!(cb.error_rate < ca.error_rate, "fixed {} vs original {}", cb.error_rate, ca.error_rate);
-    assert!(cb.p99_ms < ca.p99_ms, "cold p99 of all API requests: fixed {} vs original {}", cb.p99_ms, ca.p99_ms);
+    // p99 over the whole phase sits at the API deadline in both runs (more
+    // than 1% of requests fail), so compare the typical p99: the median of
+    // the per-second p99s of the cold phase.
+    let (ta, tb) = (typical_p99(&a, "cold"), typical_p99(&b, "cold"));
+    eprintln!("typical cold p99: original {ta:.1} ms, fixed {tb:.1} ms");
+    assert!(tb < ta, "typical cold p99: fixed {tb} vs original {ta}");
     assert!(b.report.lint.iter().all(|l| l.transaction != "notify_schedules_fixed" || !l.full_scan));
     assert!(servers_under(&dir).is_empty());
     let _ = std::fs::remove_dir_all(&dir);

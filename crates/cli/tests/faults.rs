@@ -1,6 +1,7 @@
 //! Issue 8: reliability under faults, on real servers. The primary killed
-//! mid-load; replication broken by a real conflict; a switchover whose
-//! catch-up times out and rolls back; a full disk under the run dir.
+//! mid-load; replication broken by a real conflict; a lagging replica
+//! refused; a switchover whose catch-up times out and rolls back; a full
+//! disk under the run dir.
 
 mod common;
 use common::*;
@@ -127,7 +128,22 @@ async fn a_switchover_that_cannot_catch_up_rolls_back_to_the_old_primary() {
     let mut locker = admin(&cluster, r).await;
     locker.execute("LOCK TABLES faults.t WRITE").await.unwrap();
     app(&cluster, p).await.execute("INSERT INTO faults.t VALUES (1, 'stuck')").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Guardrail: once the replica reports lag beyond the limit, promotion is
+    // refused before anything is fenced.
+    let mut waited = 0;
+    loop {
+        let lag = cluster.replica_status(r).await.unwrap().and_then(|s| s.seconds_behind).unwrap_or(0);
+        if lag >= 2 {
+            break;
+        }
+        waited += 1;
+        assert!(waited < 300, "the replica never reported lag");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tight = PromoteOptions { max_lag_s: 1.0, catchup_timeout_s: 10.0, demote: false };
+    let e = cluster.promote(&tight, |_| {}).await.unwrap_err().to_string();
+    assert!(e.starts_with("refusing to promote: node2 lags") && e.contains("limit 1 s"), "{e}");
+    app(&cluster, p).await.execute("INSERT INTO faults.t VALUES (7, 'not fenced')").await.expect("primary writable after a refusal");
     let opts = PromoteOptions { max_lag_s: 60.0, catchup_timeout_s: 1.0, demote: false };
     let mut swapped = false;
     let e = cluster.promote(&opts, |_| swapped = true).await.unwrap_err().to_string();
