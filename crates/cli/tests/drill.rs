@@ -27,7 +27,7 @@ fn test_config(dir: &std::path::Path, background: &str) -> DrillConfig {
     c.cluster.buffer_pool_mb = 128;
     c.data.scale = 0.5;
     c.load.mix = repo().join("loadtests/api.toml");
-    c.load.rate = 600.0;
+    c.load.rate = 350.0;
     c.load.users = 48;
     c.load.background = Some(vec![background.to_string()]);
     c.phases.baseline = "8s".into();
@@ -36,12 +36,16 @@ fn test_config(dir: &std::path::Path, background: &str) -> DrillConfig {
     c
 }
 
-/// Median of the per-second p99s of a phase (seconds with requests).
-fn typical_p99(o: &coldswap_drill::Outcome, phase: &str) -> f64 {
-    let mut v: Vec<f64> = o.report.timeline.iter().filter(|s| s.phase == phase && s.count > 0).map(|s| s.p99_ms).collect();
-    assert!(!v.is_empty(), "no {phase} seconds in the timeline");
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
+/// Error rate and median per-second p99 over the later half of a phase.
+fn settled(o: &coldswap_drill::Outcome, phase: &str) -> (f64, f64) {
+    let secs: Vec<_> = o.report.timeline.iter().filter(|s| s.phase == phase).collect();
+    assert!(secs.len() >= 4, "too few {phase} seconds in the timeline");
+    let late = &secs[secs.len() / 2..];
+    let n: u64 = late.iter().map(|s| s.count).sum();
+    let e: u64 = late.iter().map(|s| s.errors).sum();
+    let mut p: Vec<f64> = late.iter().filter(|s| s.count > 0).map(|s| s.p99_ms).collect();
+    p.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (if n == 0 { 1.0 } else { e as f64 / n as f64 }, p.get(p.len() / 2).copied().unwrap_or(f64::MAX))
 }
 
 fn cold(o: &coldswap_drill::Outcome) -> &coldswap_checker::report::Phase {
@@ -111,13 +115,15 @@ async fn the_2017_scan_is_named_and_its_fix_does_better() {
         "cold phase: original {} errors of {} ({:.2}%), p99 {:.1} ms; fixed {} of {} ({:.2}%), p99 {:.1} ms",
         ca.errors, ca.requests, ca.error_rate * 100.0, ca.p99_ms, cb.errors, cb.requests, cb.error_rate * 100.0, cb.p99_ms
     );
-    assert!(cb.error_rate < ca.error_rate, "fixed {} vs original {}", cb.error_rate, ca.error_rate);
-    // p99 over the whole phase sits at the API deadline in both runs (more
-    // than 1% of requests fail), so compare the typical p99: the median of
-    // the per-second p99s of the cold phase.
-    let (ta, tb) = (typical_p99(&a, "cold"), typical_p99(&b, "cold"));
-    eprintln!("typical cold p99: original {ta:.1} ms, fixed {tb:.1} ms");
-    assert!(tb < ta, "typical cold p99: fixed {tb} vs original {ta}");
+    // Fewer failures over the cold phase...
+    assert!(cb.error_rate < ca.error_rate, "cold error rate: fixed {} vs original {}", cb.error_rate, ca.error_rate);
+    // ...and a lower p99 once settled. The first seconds after the switchover
+    // are cold for both (every request pays first touches), so the whole
+    // phase's p99 sits at the API deadline in both; compare the typical p99
+    // (median of the per-second p99s) of the phase's later half.
+    let ((ea, ta), (eb, tb)) = (settled(&a, "cold"), settled(&b, "cold"));
+    eprintln!("settled cold phase: original {:.2}% errors, p99 {ta:.1} ms; fixed {:.2}% errors, p99 {tb:.1} ms", ea * 100.0, eb * 100.0);
+    assert!(tb < ta, "settled cold p99: fixed {tb} vs original {ta}");
     assert!(b.report.lint.iter().all(|l| l.transaction != "notify_schedules_fixed" || !l.full_scan));
     assert!(servers_under(&dir).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
