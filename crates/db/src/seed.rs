@@ -611,7 +611,8 @@ mod tests {
         let api = statements(API_SCHEMA);
         assert!(api.iter().any(|s| s.starts_with("CREATE TABLE schedules")));
         assert!(api.iter().all(|s| !s.ends_with(';')));
-        assert_eq!(statements(IMPORT_QUEUE_SCHEMA).len(), 1);
+        // tasks and write_ledger.
+        assert_eq!(statements(IMPORT_QUEUE_SCHEMA).len(), 2);
     }
 
     #[test]
