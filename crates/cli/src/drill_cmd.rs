@@ -201,11 +201,10 @@ pub async fn capacity(mut a: CapacityArgs) -> Result<u8> {
     }
     a.drill.config = a.drill.configs[0].clone();
     let out_given = a.drill.out.is_some();
-    let (mut cfg, text) = build_config(a.drill)?;
+    let (mut cfg, _) = build_config(a.drill)?;
     if !out_given {
         cfg.out = PathBuf::from("target/capacity");
     }
-    let _ = text;
     let c = &mut cfg.capacity;
     if let Some(v) = a.start_rate {
         c.start_rate = v;

@@ -84,8 +84,7 @@ pub async fn run(configs: &[PathBuf], out: Option<PathBuf>) -> Result<u8> {
             bail!("config {} does not exist", c.display());
         }
         // Bad settings fail here, before any cluster starts.
-        let (cfg, text) = coldswap_drill::DrillConfig::load(c)?;
-        let _ = (cfg, text);
+        coldswap_drill::DrillConfig::load(c)?;
     }
     let out = out.unwrap_or_else(|| PathBuf::from("target/drill"));
     let (dir, _) = coldswap_drill::run::make_out_dir(&out)?;

@@ -5,7 +5,7 @@ use clap::Args;
 use coldswap_client::run::{Load, LoadConfig, Model};
 use coldswap_client::{Endpoint, Recorder, RunResult, TierConfig};
 use coldswap_db::{signals, Cluster};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,11 +93,7 @@ pub fn check_remote(target: &str, allow_remote: bool) -> Result<SocketAddr> {
         .with_context(|| format!("cannot resolve target '{target}' (expected a cluster run dir or host:port)"))?
         .next()
         .ok_or_else(|| anyhow::anyhow!("target '{target}' resolves to no address"))?;
-    let loopback = match addr.ip() {
-        IpAddr::V4(v) => v.is_loopback(),
-        IpAddr::V6(v) => v.is_loopback(),
-    };
-    if !loopback && !allow_remote {
+    if !coldswap_db::util::is_loopback(addr.ip()) && !allow_remote {
         bail!("target {target} ({}) is not on loopback; pass --allow-remote to send load to it", addr.ip());
     }
     Ok(addr)

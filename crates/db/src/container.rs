@@ -24,7 +24,6 @@ use testcontainers::runners::AsyncRunner;
 use testcontainers::{GenericImage, ImageExt};
 
 use crate::cluster::{ClusterState, Secrets};
-use crate::dialect::Dialect;
 use crate::dist::{Dist, Flavor, InstallMethod, Version};
 use crate::node::NodeState;
 use crate::sql;
@@ -169,7 +168,6 @@ pub fn profile(flavor: Flavor, version: Version, ours: bool, root_password: &str
 /// Server flags for a node in a container (the datadir, socket and port are
 /// the image's; logs go to stderr, where the readiness line is read).
 pub fn server_flags(node: &NodeState, read_only: bool) -> Vec<String> {
-    let d = Dialect::new(node.dist.flavor, node.dist.version);
     let mut a = vec![
         "--skip-name-resolve".to_string(),
         format!("--innodb-buffer-pool-size={}M", node.buffer_pool_mb),
@@ -179,13 +177,7 @@ pub fn server_flags(node: &NodeState, read_only: bool) -> Vec<String> {
     if node.dist.flavor == Flavor::MariaDB || node.dist.version >= Version(8, 0, 0) {
         a.push("--innodb-log-file-size=256M".to_string());
     }
-    a.extend(d.replication_flags(node.server_id));
-    a.extend(d.cold_storage_flags());
-    a.push(d.skip_replica_start_flag().to_string());
-    if read_only {
-        a.extend(d.read_only_flags());
-    }
-    a.extend(node.extras.args.iter().cloned());
+    a.extend(node.role_flags(read_only));
     a
 }
 
@@ -241,13 +233,13 @@ fn image_labels(reference: &str) -> Option<Vec<(String, String)>> {
     Some(map.unwrap_or_default().into_iter().collect())
 }
 
-/// The image is here, or was pulled now.
-fn ensure_image(reference: &str) -> Result<()> {
-    if image_labels(reference).is_some() {
-        return Ok(());
+/// The image is here, or was pulled now; its labels.
+fn ensure_image(reference: &str) -> Result<Vec<(String, String)>> {
+    if let Some(l) = image_labels(reference) {
+        return Ok(l);
     }
     match docker(&["pull", "--quiet", reference]) {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(image_labels(reference).unwrap_or_default()),
         Err(e) => bail!(
             "image {reference} is not here and cannot be pulled ({}): run `make images`, name another image, or use --backend process",
             e.to_string().trim_start_matches("docker pull: ")
@@ -360,8 +352,7 @@ pub async fn preflight(_o: &ContainerOptions, from: &str, to: Option<&str>) -> R
             }
             for spec in std::iter::once(from).chain(to) {
                 let r = image_ref(&spec)?;
-                ensure_image(&r)?;
-                let labels = image_labels(&r).unwrap_or_default();
+                let labels = ensure_image(&r)?;
                 image_identity(&r, &labels)?;
             }
             Ok(())
@@ -373,8 +364,7 @@ pub async fn preflight(_o: &ContainerOptions, from: &str, to: Option<&str>) -> R
 /// The distribution an image holds (paths are inside the image).
 pub fn image_dist(_o: &ContainerOptions, spec: &str) -> Result<Dist> {
     let r = image_ref(spec)?;
-    ensure_image(&r)?;
-    let labels = image_labels(&r).unwrap_or_default();
+    let labels = ensure_image(&r)?;
     let (flavor, version) = image_identity(&r, &labels)?;
     let (server, install) = match flavor {
         Flavor::MariaDB => ("/usr/sbin/mariadbd", InstallMethod::InstallDb("/usr/bin/mariadb-install-db".into())),
@@ -539,17 +529,9 @@ fn short(s: &str) -> String {
 /// The last lines a container printed, for error messages (passwords never
 /// appear in server logs).
 fn logs_tail(name: &str) -> String {
-    let out = Command::new("docker").args(["logs", "--tail", "5", name]).output();
-    match out {
-        Ok(o) => {
-            let text = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
-            let err = text.lines().filter(|l| l.contains("ERROR")).last().map(|l| l.trim().to_string());
-            match err {
-                Some(l) => format!(" (last error: {l})"),
-                None => String::new(),
-            }
-        }
-        Err(_) => String::new(),
+    match logs(name).lines().filter(|l| l.contains("ERROR")).last() {
+        Some(l) => format!(" (last error: {})", l.trim()),
+        None => String::new(),
     }
 }
 
@@ -717,6 +699,7 @@ pub async fn choose_backend(from: &str, to: &str) -> crate::cluster::BackendKind
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialect::Dialect;
 
     #[test]
     fn version_specs_map_to_images() {

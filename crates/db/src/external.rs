@@ -14,8 +14,8 @@
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sqlx::mysql::MySqlConnection;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::dialect::Dialect;
@@ -114,11 +114,7 @@ pub fn check_address(addr: &str, allow_remote: bool) -> Result<SocketAddr> {
         .with_context(|| format!("cannot resolve '{addr}' (expected host:port)"))?
         .next()
         .ok_or_else(|| anyhow!("'{addr}' resolves to no address"))?;
-    let loopback = match a.ip() {
-        IpAddr::V4(v) => v.is_loopback(),
-        IpAddr::V6(v) => v.is_loopback(),
-    };
-    if !loopback && !allow_remote {
+    if !crate::util::is_loopback(a.ip()) && !allow_remote {
         bail!("refusing to touch {addr} ({}): it is not on loopback; set allow_remote = true in the file or pass --allow-remote", a.ip());
     }
     Ok(a)
@@ -361,11 +357,6 @@ pub fn parse_server_version(v: &str) -> Option<(Flavor, Version)> {
     let ver = Version::parse(&head)?;
     let flavor = if v.to_lowercase().contains("mariadb") { Flavor::MariaDB } else { Flavor::MySQL };
     Some((flavor, ver))
-}
-
-/// Where an example config lives, for error messages.
-pub fn example() -> PathBuf {
-    PathBuf::from("docs/external.example.toml")
 }
 
 #[cfg(test)]

@@ -109,6 +109,21 @@ impl NodeState {
     pub fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
+
+    /// Server flags every backend passes after its own: replication, cold
+    /// storage, replication kept stopped at start, read-only when asked,
+    /// and the extras last (so they override).
+    pub fn role_flags(&self, read_only: bool) -> Vec<String> {
+        let d = self.dialect();
+        let mut a = d.replication_flags(self.server_id);
+        a.extend(d.cold_storage_flags());
+        a.push(d.skip_replica_start_flag().to_string());
+        if read_only {
+            a.extend(d.read_only_flags());
+        }
+        a.extend(self.extras.args.iter().cloned());
+        a
+    }
 }
 
 /// FNV-1a, for short stable names.

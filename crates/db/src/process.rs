@@ -67,7 +67,6 @@ pub fn init(node: &NodeState) -> Result<()> {
 
 /// The full server command line for a node.
 pub fn server_args(node: &NodeState, read_only: bool) -> Vec<String> {
-    let d = node.dialect();
     let dist: &Dist = &node.dist;
     let mut a = vec![
         "--no-defaults".to_string(),
@@ -94,13 +93,7 @@ pub fn server_args(node: &NodeState, read_only: bool) -> Vec<String> {
     if let Some(p) = &dist.plugin_dir {
         a.push(format!("--plugin-dir={}", p.display()));
     }
-    a.extend(d.replication_flags(node.server_id));
-    a.extend(d.cold_storage_flags());
-    a.push(d.skip_replica_start_flag().to_string());
-    if read_only {
-        a.extend(d.read_only_flags());
-    }
-    a.extend(node.extras.args.iter().cloned());
+    a.extend(node.role_flags(read_only));
     a
 }
 

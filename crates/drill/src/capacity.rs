@@ -391,22 +391,27 @@ pub fn markdown(r: &CapacityReport) -> String {
     if !r.complete {
         let _ = writeln!(s, "**Incomplete run**: the search stopped early.\n");
     }
-    let _ = writeln!(s, "| state | rate/s | achieved/s | requests | errors % | p50 ms | p99 ms | SLO |\n|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "| {} |\n|{}", COLUMNS.join(" | "), "---|".repeat(COLUMNS.len()));
     for x in &r.steps {
-        let _ = writeln!(
-            s,
-            "| {} | {:.0} | {:.0} | {} | {:.2} | {:.1} | {:.1} | {} |",
-            x.state,
-            x.rate,
-            x.achieved_per_s,
-            x.requests,
-            x.error_pct,
-            x.p50_ms,
-            x.p99_ms,
-            if x.met_slo { "met" } else { "broken" }
-        );
+        let _ = writeln!(s, "| {} |", cells(x).join(" | "));
     }
     s
+}
+
+/// The steps table's columns, and one step's cells (markdown and HTML alike).
+const COLUMNS: [&str; 8] = ["state", "rate/s", "achieved/s", "requests", "errors %", "p50 ms", "p99 ms", "SLO"];
+
+fn cells(x: &StepResult) -> [String; 8] {
+    [
+        x.state.clone(),
+        format!("{:.0}", x.rate),
+        format!("{:.0}", x.achieved_per_s),
+        x.requests.to_string(),
+        format!("{:.2}", x.error_pct),
+        format!("{:.1}", x.p50_ms),
+        format!("{:.1}", x.p99_ms),
+        (if x.met_slo { "met" } else { "broken" }).to_string(),
+    ]
 }
 
 /// p99 and error rate against load, warm and cold, with the SLO line.
@@ -516,20 +521,9 @@ pub fn html(r: &CapacityReport) -> String {
     );
     s.push_str(&chart(r, "p99 of API requests", "ms", |x| x.p99_ms, r.slo.p99_ms, true));
     s.push_str(&chart(r, "errors", "% of requests", |x| x.error_pct, r.slo.error_pct, false));
-    s.push_str("<h2>Steps</h2><table><tr><th>state</th><th>rate/s</th><th>achieved/s</th><th>requests</th><th>errors %</th><th>p50 ms</th><th>p99 ms</th><th>SLO</th></tr>");
+    let _ = write!(s, "<h2>Steps</h2><table><tr><th>{}</th></tr>", COLUMNS.join("</th><th>"));
     for x in &r.steps {
-        let _ = write!(
-            s,
-            "<tr><td>{}</td><td>{:.0}</td><td>{:.0}</td><td>{}</td><td>{:.2}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>",
-            x.state,
-            x.rate,
-            x.achieved_per_s,
-            x.requests,
-            x.error_pct,
-            x.p50_ms,
-            x.p99_ms,
-            if x.met_slo { "met" } else { "broken" }
-        );
+        let _ = write!(s, "<tr><td>{}</td></tr>", cells(x).map(|c| esc(&c)).join("</td><td>"));
     }
     s.push_str("</table></body></html>\n");
     s
