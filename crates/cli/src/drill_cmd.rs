@@ -40,6 +40,9 @@ pub struct DrillArgs {
     /// Background jobs to run ("none" for none).
     #[arg(long, value_delimiter = ',')]
     background: Option<Vec<String>>,
+    /// API servers, each running the background jobs (overrides the mix's [api] nodes).
+    #[arg(long)]
+    api_nodes: Option<u32>,
     #[arg(long)]
     baseline: Option<String>,
     #[arg(long)]
@@ -131,6 +134,9 @@ fn build_config(a: DrillArgs) -> Result<(DrillConfig, Option<String>)> {
     }
     if let Some(v) = a.background {
         cfg.load.background = Some(if v.iter().any(|x| x == "none") { vec![] } else { v });
+    }
+    if let Some(v) = a.api_nodes {
+        cfg.load.api_nodes = Some(v);
     }
     if let Some(v) = a.baseline {
         cfg.phases.baseline = v;

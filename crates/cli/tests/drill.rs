@@ -1,8 +1,7 @@
 //! Issue 6: the whole drill at the test scale, on real servers.
 //!
 //! Half the default dataset and buffer pool, on a restored volume with the
-//! default latency (3-30 ms per first touch) but 2 fetches in flight, with
-//! shorter phases.
+//! default latency (3-30 ms per first touch), with shorter phases.
 
 mod common;
 use common::*;
@@ -19,8 +18,8 @@ fn repo() -> PathBuf {
 }
 
 fn test_config(dir: &std::path::Path, background: &str) -> DrillConfig {
-    // drill.toml's defaults at half the data and buffer pool, on a
-    // narrower volume (2 fetches in flight), with shorter phases.
+    // drill.toml's defaults at half the data and buffer pool, 350 req/s,
+    // on a narrower volume (2 fetches in flight), with shorter phases.
     let mut c = DrillConfig::default();
     c.storage.concurrency = 2;
     c.out = dir.join("out");
@@ -33,6 +32,21 @@ fn test_config(dir: &std::path::Path, background: &str) -> DrillConfig {
     c.phases.baseline = "8s".into();
     c.phases.cold = "40s".into();
     c.phases.warm = "8s".into();
+    c
+}
+
+/// The fixed-against-original comparison: drill.toml's volume (4 fetches
+/// in flight) and 12 API nodes running the dispatcher. Half the data is
+/// half the schedules table, whose first cold pass then ends within
+/// seconds; with the default 4 nodes the scans' extra harm drowns in the
+/// cold start both drills share (every API request paying first touches
+/// for ~10 s). Measured on this machine with 4 nodes: original/fixed cold
+/// errors 9.2/3.1, 4.2/3.5, 3.0/4.8 % (2 fetches in flight), 0.06/0 % (4);
+/// with 12 nodes and 4 fetches: 11.2/0 %, p99 2003/826 ms.
+fn scan_config(dir: &std::path::Path, background: &str) -> DrillConfig {
+    let mut c = test_config(dir, background);
+    c.storage.concurrency = 4;
+    c.load.api_nodes = Some(12);
     c
 }
 
@@ -57,7 +71,7 @@ async fn the_2017_scan_is_named_and_its_fix_does_better() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = test_dir("drill");
     // The 2017 dispatcher.
-    let a = coldswap_drill::run(test_config(&dir, "notify_schedules"), None).await.expect("drill");
+    let a = coldswap_drill::run(scan_config(&dir, "notify_schedules"), None).await.expect("drill");
     assert!(a.report.complete, "{:?}", a.error);
     assert!(servers_under(&dir).is_empty(), "servers left after the drill");
     let r = &a.report;
@@ -108,24 +122,19 @@ async fn the_2017_scan_is_named_and_its_fix_does_better() {
     assert!(st["guarded"]["told_completed"].as_u64().unwrap() > 100, "{st}");
 
     // The fixed dispatcher: fewer failures and a lower p99 on the cold primary.
-    let b = coldswap_drill::run(test_config(&dir, "notify_schedules_fixed"), None).await.expect("drill");
+    let b = coldswap_drill::run(scan_config(&dir, "notify_schedules_fixed"), None).await.expect("drill");
     assert!(b.report.complete, "{:?}", b.error);
     let (ca, cb) = (cold(&a), cold(&b));
     eprintln!(
         "cold phase: original {} errors of {} ({:.2}%), p99 {:.1} ms; fixed {} of {} ({:.2}%), p99 {:.1} ms",
         ca.errors, ca.requests, ca.error_rate * 100.0, ca.p99_ms, cb.errors, cb.requests, cb.error_rate * 100.0, cb.p99_ms
     );
-    // Cold-phase errors are NOT compared: at this scale most failures come
-    // from the first seconds after the switchover, which both runs share,
-    // and the order of the two rates flipped between runs (9.2/3.1 %,
-    // 4.2/3.5 %, 3.0/4.8 %). See the README's status.
-    // A lower p99 once settled. The first seconds after the switchover
-    // are cold for both (every request pays first touches), so the whole
-    // phase's p99 sits at the API deadline in both; compare the typical p99
-    // (median of the per-second p99s) of the phase's later half.
     let ((ea, ta), (eb, tb)) = (settled(&a, "cold"), settled(&b, "cold"));
     eprintln!("settled cold phase: original {:.2}% errors, p99 {ta:.1} ms; fixed {:.2}% errors, p99 {tb:.1} ms", ea * 100.0, eb * 100.0);
-    assert!(tb < ta, "settled cold p99: fixed {tb} vs original {ta}");
+    // The original's piled-up cold scans take the API down; the fixed one's do not.
+    assert!(ca.errors > 0, "the original dispatcher failed no cold requests");
+    assert!(cb.error_rate < ca.error_rate, "cold error rate: fixed {} vs original {}", cb.error_rate, ca.error_rate);
+    assert!(cb.p99_ms < ca.p99_ms, "cold p99: fixed {} vs original {}", cb.p99_ms, ca.p99_ms);
     assert!(b.report.lint.iter().all(|l| l.transaction != "notify_schedules_fixed" || !l.full_scan));
     assert!(servers_under(&dir).is_empty());
     let _ = std::fs::remove_dir_all(&dir);

@@ -84,6 +84,9 @@ pub struct LoadCfg {
     pub hatch_rate: f64,
     /// Background jobs to run (absent: those the mix enables).
     pub background: Option<Vec<String>>,
+    /// API servers, each running the background jobs on its own timer
+    /// (absent: the mix's `[api] nodes`).
+    pub api_nodes: Option<u32>,
     pub seed: u64,
 }
 
@@ -96,6 +99,7 @@ impl Default for LoadCfg {
             think_ms: 0,
             hatch_rate: 0.0,
             background: None,
+            api_nodes: None,
             seed: 1,
         }
     }
@@ -301,6 +305,11 @@ impl DrillConfig {
         self.cold_config()?.validate().map_err(|e| anyhow!("{}storage: {e}", at("storage", "block_kib")))?;
         if self.load.users == 0 {
             bail!("{}load.users: at least 1", at("load", "users"));
+        }
+        if let Some(n) = self.load.api_nodes {
+            if !(1..=1000).contains(&n) {
+                bail!("{}load.api_nodes: from 1 to 1000, not {n}", at("load", "api_nodes"));
+            }
         }
         if !(self.load.rate >= 0.0) {
             bail!("{}load.rate: must not be negative", at("load", "rate"));
