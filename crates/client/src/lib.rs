@@ -21,7 +21,7 @@ pub use mix::Mix;
 pub use proxy::Endpoint;
 pub use run::{Controls, Load, LoadConfig, Model};
 pub use stats::{Recorder, RunResult};
-pub use tier::{FailClass, TierConfig};
+pub use tier::{FailClass, Protocol, TierConfig};
 
 /// Parse a duration as users write it: `30s`, `2m`, `1h`, `500ms`, or seconds.
 pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
