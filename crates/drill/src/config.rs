@@ -385,5 +385,7 @@ mod tests {
         assert!(check("[kill_switch]\ntarget = \"x\"\nat = \"500s\"\n").starts_with("d.toml:3: kill_switch.at: 500s is not inside the cold phase"));
         assert!(check("[storage]\nlatency = \"fast\"\n").starts_with("d.toml:2: storage.latency: invalid latency"));
         assert!(check("[phases\ncold = \"1s\"\n").starts_with("d.toml:1: "));
+        assert_eq!(check("[load]\napi_nodes = 12\n"), "ok");
+        assert!(check("[load]\napi_nodes = 0\n").starts_with("d.toml:2: load.api_nodes: from 1 to 1000, not 0"), "{}", check("[load]\napi_nodes = 0\n"));
     }
 }
