@@ -53,10 +53,12 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(s, "\n## Switchover\n");
     let _ = writeln!(
         s,
-        "{} -> {}: writes unavailable {:.3} s (server side), {:.3} s as clients saw it; {} requests failed ({}).",
+        "{} -> {}: writes unavailable {:.3} s (server side; {:.3} s of it the drill's cold restart of the replica, {:.3} s the switchover itself), {:.3} s as clients saw it; {} requests failed ({}).",
         r.switchover.old_primary,
         r.switchover.new_primary,
         r.switchover.write_unavailable_seconds,
+        r.switchover.cold_restore_seconds,
+        r.switchover.procedure_unavailable_seconds,
         r.switchover.client_unavailable_seconds,
         r.switchover.failed_requests,
         r.switchover.errors.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
@@ -389,10 +391,12 @@ pub fn html(r: &Report) -> String {
     let sw = &r.switchover;
     let _ = write!(
         s,
-        "<h2>Switchover</h2><p>{} &rarr; {}: writes unavailable <b>{:.3} s</b> (fence to endpoint swap), {:.3} s as clients saw it; <b>{}</b> requests failed ({}).</p>",
+        "<h2>Switchover</h2><p>{} &rarr; {}: writes unavailable <b>{:.3} s</b> (fence to endpoint swap; {:.3} s of it the drill's restart of the replica on cold storage, <b>{:.3} s</b> the switchover itself), {:.3} s as clients saw it; <b>{}</b> requests failed ({}).</p>",
         esc(&sw.old_primary),
         esc(&sw.new_primary),
         sw.write_unavailable_seconds,
+        sw.cold_restore_seconds,
+        sw.procedure_unavailable_seconds,
         sw.client_unavailable_seconds,
         sw.failed_requests,
         esc(&sw.errors.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "))

@@ -33,6 +33,16 @@ pub struct Switchover {
     /// As clients saw it: first to last failed request of the window.
     #[serde(default)]
     pub client_unavailable_seconds: f64,
+    /// Of the window, the drill's restart of the replica on a fresh restore
+    /// (inside the fence, so replication cannot warm the volume first). An
+    /// artefact of the emulation: in production the promoted replica's
+    /// volume was restored long before the switchover.
+    #[serde(default)]
+    pub cold_restore_seconds: f64,
+    /// The window without that restart: what the procedure itself costs
+    /// (fence, catch-up, promote, endpoint swap). Thresholds use this.
+    #[serde(default)]
+    pub procedure_unavailable_seconds: f64,
     #[serde(default)]
     pub old_primary: String,
     #[serde(default)]

@@ -99,6 +99,14 @@ async fn the_2017_scan_is_named_and_its_fix_does_better() {
     assert!(json["cluster"]["to_version"].as_str().unwrap().starts_with("10.11.19"));
     assert!(json["switchover"]["write_unavailable_seconds"].as_f64().unwrap() > 0.0);
     assert!(json["switchover"]["failed_requests"].as_u64().is_some());
+    // The window splits into the drill's cold restart and the switchover itself.
+    let (w, c, pr) = (
+        json["switchover"]["write_unavailable_seconds"].as_f64().unwrap(),
+        json["switchover"]["cold_restore_seconds"].as_f64().unwrap(),
+        json["switchover"]["procedure_unavailable_seconds"].as_f64().unwrap(),
+    );
+    eprintln!("switchover: {w:.2} s unavailable, {c:.2} s of it the cold restart, {pr:.2} s the procedure");
+    assert!(c > 0.0 && c < w && pr > 0.0 && (pr + c - w).abs() < 1e-6, "{}", json["switchover"]);
     let html = std::fs::read_to_string(a.dir.join("report.html")).unwrap();
     // Self-contained: inline SVG, no scripts, nothing fetched.
     assert!(html.contains("<svg") && !html.contains("<script"));

@@ -308,6 +308,7 @@ async fn drive(st: &mut State) -> Result<()> {
             return Err(e.context("restarting the replica on a fresh restore (rolled back: the old primary takes writes again)"));
         }
     };
+    let cold_restore_s = tc.elapsed().as_secs_f64();
     step(&mut st.steps, "cold_restore", tc);
     st.recorder.event("cold restore", &cluster.node(r).name.clone());
     let ep2 = ep.clone();
@@ -327,6 +328,8 @@ async fn drive(st: &mut State) -> Result<()> {
     st.steps.extend(psteps.0.iter().map(|s| Step { name: format!("promote.{}", s.name), seconds: s.seconds }));
     step(&mut st.steps, "switchover", t);
     st.switchover.write_unavailable_seconds = outcome.write_unavailable_seconds;
+    st.switchover.cold_restore_seconds = cold_restore_s;
+    st.switchover.procedure_unavailable_seconds = (outcome.write_unavailable_seconds - cold_restore_s).max(0.0);
     st.switchover.old_primary = outcome.old_primary.clone();
     st.switchover.new_primary = outcome.new_primary.clone();
     st.switchover.gtid_position = outcome.gtid_position.clone();
