@@ -202,14 +202,13 @@ pub fn verdict(r: &Report) -> Verdict {
             c.requests
         ));
     }
-    findings.push(if r.switchover.cold_restore_seconds > 0.0 {
-        format!(
-            "Switchover: writes unavailable {:.2} s ({:.2} s of it the drill's restart of the replica on cold storage, which production does not have), {} requests failed.",
-            r.switchover.write_unavailable_seconds, r.switchover.cold_restore_seconds, r.switchover.failed_requests
-        )
+    let sw = &r.switchover;
+    let restart = if sw.cold_restore_seconds > 0.0 {
+        format!(" ({:.2} s of it the drill's restart of the replica on cold storage, which production does not have)", sw.cold_restore_seconds)
     } else {
-        format!("Switchover: writes unavailable {:.2} s, {} requests failed.", r.switchover.write_unavailable_seconds, r.switchover.failed_requests)
-    });
+        String::new()
+    };
+    findings.push(format!("Switchover: writes unavailable {:.2} s{restart}, {} requests failed.", sw.write_unavailable_seconds, sw.failed_requests));
     if let Some(k) = &r.kill_switch {
         findings.push(format!(
             "Kill-switch on {} at {:.0} s: error rate {:.1}% -> {:.1}%, p99 {:.0} -> {:.0} ms{}.",

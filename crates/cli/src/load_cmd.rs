@@ -93,7 +93,7 @@ pub fn check_remote(target: &str, allow_remote: bool) -> Result<SocketAddr> {
         .with_context(|| format!("cannot resolve target '{target}' (expected a cluster run dir or host:port)"))?
         .next()
         .ok_or_else(|| anyhow::anyhow!("target '{target}' resolves to no address"))?;
-    if !coldswap_db::util::is_loopback(addr.ip()) && !allow_remote {
+    if !addr.ip().is_loopback() && !allow_remote {
         bail!("target {target} ({}) is not on loopback; pass --allow-remote to send load to it", addr.ip());
     }
     Ok(addr)

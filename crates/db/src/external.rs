@@ -114,7 +114,7 @@ pub fn check_address(addr: &str, allow_remote: bool) -> Result<SocketAddr> {
         .with_context(|| format!("cannot resolve '{addr}' (expected host:port)"))?
         .next()
         .ok_or_else(|| anyhow!("'{addr}' resolves to no address"))?;
-    if !crate::util::is_loopback(a.ip()) && !allow_remote {
+    if !a.ip().is_loopback() && !allow_remote {
         bail!("refusing to touch {addr} ({}): it is not on loopback; set allow_remote = true in the file or pass --allow-remote", a.ip());
     }
     Ok(a)

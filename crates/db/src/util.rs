@@ -191,15 +191,6 @@ mod tests {
     }
 }
 
-/// Whether an address is on loopback (the only place load and tools go
-/// without an explicit opt-in).
-pub fn is_loopback(ip: std::net::IpAddr) -> bool {
-    match ip {
-        std::net::IpAddr::V4(v) => v.is_loopback(),
-        std::net::IpAddr::V6(v) => v.is_loopback(),
-    }
-}
-
 /// Bytes available to us on the filesystem holding `path` (or its nearest
 /// existing ancestor).
 pub fn free_bytes(path: &Path) -> Option<u64> {
