@@ -205,24 +205,29 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
     )?;
     {
         let mut c = cluster.admin(p).await?;
-        sql::exec(&mut c, "TRUNCATE performance_schema.events_statements_summary_by_digest").await?;
+        sql::exec(&mut c, "TRUNCATE performance_schema.events_statements_summary_global_by_event_name").await?;
         sql::close(c).await;
     }
-    let (_, _, p50, n) = ours(cluster, &sleep_mix, 8, 10, false, Protocol::Text).await?;
-    // The server's own time for the statement (picoseconds in performance_schema).
+    // Prepared, as the point selects: the figure is about what our client
+    // adds to a known server time, not about the server parsing SQL text.
+    let (_, _, p50, n) = ours(cluster, &sleep_mix, 8, 10, false, Protocol::Binary).await?;
+    // The server's own time for the statement (picoseconds in
+    // performance_schema; executions of prepared statements have no digest).
     let server_ms = {
         let mut c = cluster.admin(p).await?;
         let v = sql::query_text(
             &mut c,
-            "SELECT CAST(AVG_TIMER_WAIT / 1e9 AS CHAR) FROM performance_schema.events_statements_summary_by_digest \
-             WHERE DIGEST_TEXT LIKE 'SELECT `SLEEP`%' ORDER BY COUNT_STAR DESC LIMIT 1",
+            "SELECT CAST(AVG_TIMER_WAIT / 1e9 AS CHAR) FROM performance_schema.events_statements_summary_global_by_event_name \
+             WHERE EVENT_NAME = 'statement/com/Execute'",
         )
         .await?;
         sql::close(c).await;
         v.and_then(|x| x.parse::<f64>().ok()).unwrap_or(f64::NAN)
     };
+    // The text protocol beside it (the drill's default), for the record.
+    let (_, _, p50_text, _) = ours(cluster, &sleep_mix, 8, 5, false, Protocol::Text).await?;
     let _ = std::fs::remove_file(&sleep_mix);
-    eprintln!("bench: sleep10ms p50 {p50:.3} ms over {n} requests");
+    eprintln!("bench: sleep10ms p50 {p50:.3} ms over {n} requests (text protocol: {p50_text:.3} ms)");
 
     Ok(vec![
         Figure {
@@ -294,7 +299,11 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
             ratio: None,
             goal: "within 0.5 ms of 10 ms".into(),
             goal_met: (p50 - 10.0).abs() <= 0.5,
-            method: format!("SELECT SLEEP(0.01) as a transaction, 8 users, 10 s straight to the server, {n} requests; p50 of our HDR histogram; the server's own mean time for the statement (performance_schema) was {server_ms:.3} ms"),
+            method: format!(
+                "SELECT SLEEP(0.01) as a transaction, prepared, 8 users, 10 s straight to the server, {n} requests; p50 of our HDR \
+                 histogram; the server's own mean time for the statement (performance_schema) was {server_ms:.3} ms; the same with \
+                 the text protocol: p50 {p50_text:.3} ms"
+            ),
         },
     ])
 }

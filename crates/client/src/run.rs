@@ -311,7 +311,11 @@ impl Load {
         // goose prints it in its reports.
         config.host = Some("mysql://127.0.0.1:3306".into());
         config.users = Some(ctx.cfg.users);
-        let rate = if ctx.cfg.hatch_rate > 0.0 { ctx.cfg.hatch_rate } else { ctx.cfg.users as f64 };
+        // "All at once": goose launches users `1/rate` s apart and holds its
+        // ramp step for users/rate s, so a rate of `users` would idle away
+        // the first second of every run; a millisecond's ramp starts them
+        // together.
+        let rate = if ctx.cfg.hatch_rate > 0.0 { ctx.cfg.hatch_rate } else { ctx.cfg.users as f64 * 1000.0 };
         config.increase_rate = Some(format!("{rate}"));
         if let Some(d) = ctx.cfg.duration {
             config.run_time = Some(format!("{}s", d.as_secs().max(1)));

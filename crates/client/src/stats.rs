@@ -333,7 +333,11 @@ impl Recorder {
         let mut g = self.inner.lock().unwrap();
         let g = &mut *g;
         let phase = g.phases.last_mut().unwrap();
-        let acc = phase.acc.entry(r.name.to_string()).or_insert_with(|| Acc::new(r.kind));
+        // Look up before inserting: no allocation on the hot path.
+        if !phase.acc.contains_key(r.name) {
+            phase.acc.insert(r.name.to_string(), Acc::new(r.kind));
+        }
+        let acc = phase.acc.get_mut(r.name).unwrap();
         acc.count += 1;
         acc.attempts += r.attempts as u64;
         let _ = acc.hist.record(us);
@@ -354,8 +358,10 @@ impl Recorder {
         }
         // Timeline: API requests only (background jobs have their own rows).
         if r.kind == Kind::Transaction {
-            let phase_name = phase.name.clone();
-            roll(g, now, &phase_name);
+            if !matches!(&g.current, Some(c) if c.t >= now) {
+                let phase_name = phase.name.clone();
+                roll(g, now, &phase_name);
+            }
             let cur = g.current.as_mut().unwrap();
             cur.count += 1;
             let _ = cur.hist.record(us);
