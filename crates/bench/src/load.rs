@@ -160,7 +160,16 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
     for round in 0..2 {
         eprintln!("bench: point selects, {THREADS} connections, {SECS} s each (round {})", round + 1);
         let mut args = vec!["oltp_point_select".to_string()];
-        args.extend(common.clone());
+        // The run logs in as the application user, as ours does.
+        args.extend(common.iter().map(|a| {
+            if a.starts_with("--mysql-user=") {
+                format!("--mysql-user={}", sec.app_user)
+            } else if a.starts_with("--mysql-password=") {
+                format!("--mysql-password={}", sec.app_password)
+            } else {
+                a.clone()
+            }
+        }));
         args.extend([format!("--threads={THREADS}"), format!("--time={SECS}"), "--report-interval=0".into(), "run".into()]);
         let s0 = cpu_of(spid);
         let (out, sb_cpu) = sysbench(&args)?;

@@ -329,10 +329,17 @@ impl Recorder {
 
     pub fn record(&self, r: &Record<'_>) {
         let us = (r.latency.as_micros() as u64).clamp(1, 3_600_000_000);
-        let now = self.start.elapsed().as_secs();
+        let elapsed = self.start.elapsed();
+        let now = elapsed.as_secs();
+        // A request belongs to the phase it arrived in (its latency runs
+        // from its arrival, or its intended start in the open model): a
+        // backlog that built up during a warm-up or a switchover and drains
+        // after it is that phase's, not the next one's.
+        let arrived = elapsed.saturating_sub(r.latency).as_secs_f64();
         let mut g = self.inner.lock().unwrap();
         let g = &mut *g;
-        let phase = g.phases.last_mut().unwrap();
+        let at = g.phases.iter().rposition(|p| p.start <= arrived).unwrap_or(0);
+        let phase = &mut g.phases[at];
         // Look up before inserting: no allocation on the hot path.
         if !phase.acc.contains_key(r.name) {
             phase.acc.insert(r.name.to_string(), Acc::new(r.kind));
@@ -358,8 +365,9 @@ impl Recorder {
         }
         // Timeline: API requests only (background jobs have their own rows).
         if r.kind == Kind::Transaction {
+            // The timeline counts by completion, under the phase running now.
             if !matches!(&g.current, Some(c) if c.t >= now) {
-                let phase_name = phase.name.clone();
+                let phase_name = g.phases.last().unwrap().name.clone();
                 roll(g, now, &phase_name);
             }
             let cur = g.current.as_mut().unwrap();
@@ -487,6 +495,7 @@ mod tests {
             });
         }
         r.phase("cold");
+        std::thread::sleep(Duration::from_millis(20));
         r.record(&Record { name: "t", kind: Kind::Transaction, latency: Duration::from_millis(5), ok: true, class: None, error: None, attempts: 1, rows: 0 });
         let s = r.snapshot();
         assert_eq!(s.phases.len(), 2);
@@ -499,5 +508,24 @@ mod tests {
         assert_eq!(h.len(), 1000);
         assert_eq!(s.phase("cold").unwrap().txn("t").unwrap().count, 1);
         assert_eq!(s.timeline.iter().map(|x| x.count).sum::<u64>(), 1001);
+    }
+
+    #[test]
+    fn a_request_belongs_to_the_phase_it_arrived_in() {
+        let r = Recorder::new();
+        r.phase("warmup");
+        std::thread::sleep(Duration::from_millis(30));
+        r.phase("warm");
+        let rec = |latency| Record { name: "t", kind: Kind::Transaction, latency, ok: true, class: None, error: None, attempts: 1, rows: 0 };
+        // Queued since before the warm phase began: the warm-up's backlog.
+        r.record(&rec(r.started().elapsed()));
+        // Arrived in the warm phase.
+        std::thread::sleep(Duration::from_millis(5));
+        r.record(&rec(Duration::from_micros(100)));
+        let s = r.snapshot();
+        assert_eq!(s.phase("warmup").unwrap().txn("t").unwrap().count, 1);
+        assert_eq!(s.phase("warm").unwrap().txn("t").unwrap().count, 1);
+        // The timeline counts both when they completed.
+        assert_eq!(s.timeline.iter().map(|x| x.count).sum::<u64>(), 2);
     }
 }
