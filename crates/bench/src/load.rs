@@ -137,8 +137,6 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
     let common = vec![
         format!("--mysql-host={}", node.host),
         format!("--mysql-port={}", node.port),
-        format!("--mysql-user={}", sec.admin_user),
-        format!("--mysql-password={}", sec.admin_password),
         "--mysql-db=sbtest".into(),
         "--db-driver=mysql".into(),
         "--tables=1".into(),
@@ -146,7 +144,7 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
     ];
     let mut prep = vec!["oltp_point_select".to_string()];
     prep.extend(common.clone());
-    prep.push("prepare".into());
+    prep.extend([format!("--mysql-user={}", sec.admin_user), format!("--mysql-password={}", sec.admin_password), "prepare".into()]);
     sysbench(&prep)?;
     // Warm the table into the buffer pool for both.
     {
@@ -160,16 +158,9 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
     for round in 0..2 {
         eprintln!("bench: point selects, {THREADS} connections, {SECS} s each (round {})", round + 1);
         let mut args = vec!["oltp_point_select".to_string()];
+        args.extend(common.clone());
         // The run logs in as the application user, as ours does.
-        args.extend(common.iter().map(|a| {
-            if a.starts_with("--mysql-user=") {
-                format!("--mysql-user={}", sec.app_user)
-            } else if a.starts_with("--mysql-password=") {
-                format!("--mysql-password={}", sec.app_password)
-            } else {
-                a.clone()
-            }
-        }));
+        args.extend([format!("--mysql-user={}", sec.app_user), format!("--mysql-password={}", sec.app_password)]);
         args.extend([format!("--threads={THREADS}"), format!("--time={SECS}"), "--report-interval=0".into(), "run".into()]);
         let s0 = cpu_of(spid);
         let (out, sb_cpu) = sysbench(&args)?;

@@ -366,10 +366,7 @@ impl Recorder {
         // Timeline: API requests only (background jobs have their own rows).
         if r.kind == Kind::Transaction {
             // The timeline counts by completion, under the phase running now.
-            if !matches!(&g.current, Some(c) if c.t >= now) {
-                let phase_name = g.phases.last().unwrap().name.clone();
-                roll(g, now, &phase_name);
-            }
+            roll(g, now);
             let cur = g.current.as_mut().unwrap();
             cur.count += 1;
             let _ = cur.hist.record(us);
@@ -383,9 +380,7 @@ impl Recorder {
     /// Close the open second(s) up to now, so quiet seconds show as zeros.
     pub fn tick(&self) {
         let now = self.start.elapsed().as_secs();
-        let mut g = self.inner.lock().unwrap();
-        let phase = g.phases.last().map(|p| p.name.clone()).unwrap_or_default();
-        roll(&mut g, now, &phase);
+        roll(&mut self.inner.lock().unwrap(), now);
     }
 
     /// Everything so far (phases still open end now).
@@ -394,7 +389,7 @@ impl Recorder {
         let mut g = self.inner.lock().unwrap();
         let phase_now = g.phases.last().map(|p| p.name.clone()).unwrap_or_default();
         let now = self.start.elapsed().as_secs();
-        roll(&mut g, now, &phase_now);
+        roll(&mut g, now);
         let mut timeline = g.seconds.clone();
         if let Some(c) = &g.current {
             timeline.push(summary(c, &phase_now));
@@ -436,13 +431,15 @@ fn summary(s: &Second, phase: &str) -> SecondSummary {
 }
 
 /// Advance the open second to `now`, summarising finished ones.
-fn roll(g: &mut Inner, now: u64, phase: &str) {
+/// Close the open second(s) before `now` under the phase running now.
+fn roll(g: &mut Inner, now: u64) {
     match &mut g.current {
         Some(c) if c.t == now => {}
         Some(c) if c.t > now => {}
         Some(_) => {
             let c = g.current.take().unwrap();
             let last = c.t;
+            let phase = g.phases.last().map(|p| p.name.as_str()).unwrap_or_default();
             g.seconds.push(summary(&c, phase));
             for t in last + 1..now {
                 g.seconds.push(SecondSummary {

@@ -198,10 +198,7 @@ pub struct CapacityOutcome {
 pub async fn capacity(cfg: DrillConfig) -> Result<CapacityOutcome> {
     cfg.validate(None)?;
     let step_d = cfg.capacity.validate()?;
-    let mut mix = coldswap_client::run::load_mix(&cfg.load.mix)?;
-    if let Some(n) = cfg.load.api_nodes {
-        mix.api_nodes = n;
-    }
+    let mix = cfg.mix()?;
     coldswap_db::cluster::sweep_stale();
     let (dir, started_at) = crate::run::make_out_dir(&cfg.out)?;
     let backend = crate::run::backend_for(&cfg).await;

@@ -256,6 +256,15 @@ pub fn key_line(text: &str, table: &str, key: &str) -> Option<usize> {
 }
 
 impl DrillConfig {
+    /// The load's mix, with `load.api_nodes` applied.
+    pub fn mix(&self) -> Result<coldswap_client::Mix> {
+        let mut mix = coldswap_client::run::load_mix(&self.load.mix)?;
+        if let Some(n) = self.load.api_nodes {
+            mix.api_nodes = n;
+        }
+        Ok(mix)
+    }
+
     /// Read a drill.toml; errors are `file:line: message`.
     pub fn load(path: &Path) -> Result<(DrillConfig, String)> {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;

@@ -126,10 +126,7 @@ pub async fn backend_for(cfg: &DrillConfig) -> BackendKind {
 /// Run a whole drill.
 pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outcome> {
     let dur = cfg.validate(source)?;
-    let mut mix = coldswap_client::run::load_mix(&cfg.load.mix)?;
-    if let Some(n) = cfg.load.api_nodes {
-        mix.api_nodes = n;
-    }
+    let mix = cfg.mix()?;
     if let Some(k) = &cfg.kill_switch {
         if !mix.has(&k.target) {
             anyhow::bail!("kill_switch.target '{}' is not a transaction or background job of {}", k.target, cfg.load.mix.display());
