@@ -1,5 +1,7 @@
 //! point_select_qps, point_select_cpu_us_per_query (against sysbench
-//! oltp_point_select, same table, same connections) and sleep10ms_p50_ms.
+//! oltp_point_select, same table, same connections; the server on its own
+//! CPUs, the clients on the others), point_select_qps_shared_cores (the same
+//! pair unpinned) and sleep10ms_p50_ms.
 
 use anyhow::{bail, Context, Result};
 use coldswap_client::run::{Load, LoadConfig};
@@ -154,48 +156,62 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
     }
     let mix = repo.join("loadtests/point_select.toml");
     let spid = node.pid.context("no server pid")?;
-    let mut runs = Vec::new();
-    for round in 0..2 {
-        eprintln!("bench: point selects, {THREADS} connections, {SECS} s each (round {})", round + 1);
+    let sb_args = {
         let mut args = vec!["oltp_point_select".to_string()];
         args.extend(common.clone());
         // The run logs in as the application user, as ours does.
         args.extend([format!("--mysql-user={}", sec.app_user), format!("--mysql-password={}", sec.app_password)]);
         args.extend([format!("--threads={THREADS}"), format!("--time={SECS}"), "--report-interval=0".into(), "run".into()]);
-        let s0 = cpu_of(spid);
-        let (out, sb_cpu) = sysbench(&args)?;
-        let sb_server = cpu_of(spid) - s0;
-        let line = out.lines().find(|l| l.trim_start().starts_with("queries:")).context("no queries line in sysbench output")?;
-        let sb_qps: f64 = line
-            .split('(')
-            .nth(1)
-            .and_then(|x| x.split_whitespace().next())
-            .and_then(|x| x.parse().ok())
-            .context("cannot read sysbench's rate")?;
-        let sb_total: f64 = line.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(sb_qps * SECS as f64);
-        let s0 = cpu_of(spid);
-        // Prepared statements, as sysbench sends them.
-        let (q, cpu, _, nq) = ours(cluster, &mix, THREADS, SECS, false, Protocol::Binary).await?;
-        let our_server = (cpu_of(spid) - s0) * 1e6 / nq as f64;
-        let (qe, cpue, _, _) = ours(cluster, &mix, THREADS, SECS, true, Protocol::Binary).await?;
-        // The text protocol the drill sends by default (values inline).
-        let s0 = cpu_of(spid);
-        let (qt, _, _, nt) = ours(cluster, &mix, THREADS, SECS, false, Protocol::Text).await?;
-        let text_server = (cpu_of(spid) - s0) * 1e6 / nt as f64;
-        let sb_server = sb_server * 1e6 / sb_total;
-        eprintln!(
-            "bench: sysbench {sb_qps:.0} q/s ({:.1} us client CPU/q, server {sb_server:.1} us/q); coldswap {q:.0} q/s ({cpu:.1} us client CPU/q, server {our_server:.1} us/q); through the endpoint {qe:.0} q/s ({cpue:.1} us CPU/q); text protocol {qt:.0} q/s (server {text_server:.1} us/q)",
-            sb_cpu * 1e6 / sb_total
-        );
-        runs.push([sb_qps, sb_cpu * 1e6 / sb_total, q, cpu, qe, cpue, sb_server, our_server, qt, text_server]);
+        args
+    };
+    // The load generator and the server on separate cores, as they are on
+    // separate hosts in production: the client's own cost then cannot be
+    // confused with how the kernel interleaves it with the server's threads.
+    // (None on a machine with one core: only the shared rounds run.)
+    let split = Split::new(spid);
+    let mut pinned = Vec::new();
+    if let Some(split) = &split {
+        split.apply()?;
+        let r: Result<()> = async {
+            for round in 0..2 {
+                eprintln!(
+                    "bench: point selects, {THREADS} connections, {SECS} s each, server on CPU {:?}, clients on CPU {:?} (round {})",
+                    split.server_cpus,
+                    split.client_cpus,
+                    round + 1
+                );
+                pinned.push(pair(cluster, &mix, spid, &sb_args, true).await?);
+            }
+            Ok(())
+        }
+        .await;
+        split.restore();
+        r?;
     }
+    // The same pair on shared cores (client and server threads interleaved
+    // by the kernel, as on a laptop running a drill).
+    let mut shared = Vec::new();
+    for round in 0..2 {
+        eprintln!("bench: point selects, {THREADS} connections, {SECS} s each, all on shared cores (round {})", round + 1);
+        // With one core the shared rounds are all there is: the endpoint
+        // and text figures come from them.
+        shared.push(pair(cluster, &mix, spid, &sb_args, split.is_none()).await?);
+    }
+    let runs = if split.is_some() { &pinned } else { &shared };
     // The better round of each (the machine has other tenants).
-    let best = |i: usize| runs.iter().map(|r| r[i]).fold(f64::MIN, f64::max);
-    let least = |i: usize| runs.iter().map(|r| r[i]).fold(f64::MAX, f64::min);
-    let (sb_qps, sb_cpu, q, cpu, qe, cpue, sb_server, our_server) =
-        (best(0), least(1), best(2), least(3), best(4), least(5), least(6), least(7));
-    let (qt, text_server) = (best(8), least(9));
+    let best = |rs: &[Round], i: usize| rs.iter().map(|r| r[i]).fold(f64::MIN, f64::max);
+    let least = |rs: &[Round], i: usize| rs.iter().map(|r| r[i]).fold(f64::MAX, f64::min);
+    let (sb_qps, sb_cpu, sb_server, q, cpu, our_server) =
+        (best(runs, 0), least(runs, 1), least(runs, 2), best(runs, 3), least(runs, 4), least(runs, 5));
+    let (qe, cpue, qt, text_server) = (best(runs, 6), least(runs, 7), best(runs, 8), least(runs, 9));
     let ratio = q / sb_qps;
+    let (sh_sb, sh_sb_cpu, sh_sb_server, sh_q, sh_cpu, sh_server) =
+        (best(&shared, 0), least(&shared, 1), least(&shared, 2), best(&shared, 3), least(&shared, 4), least(&shared, 5));
+    let placement = match &split {
+        Some(s) => format!("the server pinned to CPU {:?} and both clients to CPU {:?}", s.server_cpus, s.client_cpus),
+        None => "client and server sharing the machine's only core (no second core to separate them)".to_string(),
+    };
+    eprintln!("bench: point_select ratio {ratio:.2} ({placement}); on shared cores {:.2}", sh_q / sh_sb);
 
     eprintln!("bench: SELECT SLEEP(0.01), 8 users, 10 s ...");
     let sleep_mix = std::env::temp_dir().join(format!("coldswap-sleep-{}.toml", std::process::id()));
@@ -241,9 +257,23 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
             goal_met: ratio >= 1.0,
             method: format!(
                 "loadtests/point_select.toml on the same sbtest1 table, {THREADS} users and {THREADS} pool connections, closed model, \
-                 straight to the server as sysbench is; {SECS} s each, better of 2 rounds, client and server sharing the machine's 2 \
-                 cores. The server spent {our_server:.1} us CPU per query for our client against {sb_server:.1} us for sysbench's \
+                 straight to the server as sysbench is; {SECS} s each, better of 2 rounds, {placement}. The server spent {our_server:.1} us CPU per query for our client against {sb_server:.1} us for sysbench's \
                  (same statement, prepared, both: the binary protocol)."
+            ),
+        },
+        Figure {
+            name: "point_select_qps_shared_cores".into(),
+            unit: "queries/s".into(),
+            ours: sh_q,
+            peer: format!("sysbench 1.0.20 oltp_point_select, {THREADS} threads, {ROWS} rows"),
+            peer_value: Some(sh_sb),
+            ratio: Some(sh_q / sh_sb),
+            goal: "informational: point_select_qps with client and server threads interleaved on the same cores".into(),
+            goal_met: true,
+            method: format!(
+                "as point_select_qps, without pinning: the kernel interleaves both clients with the server's threads on all cores, \
+                 as on a laptop running a drill. Client CPU {sh_cpu:.1} us/query (sysbench {sh_sb_cpu:.1}); the server spent \
+                 {sh_server:.1} us CPU per query for our client against {sh_sb_server:.1} us for sysbench's"
             ),
         },
         Figure {
@@ -306,4 +336,107 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
             ),
         },
     ])
+}
+
+/// One round of the point-select pair: sysbench's queries/s, its CPU and the
+/// server's per query (us), then ours the same way; with `full`, also ours
+/// through the endpoint (queries/s, CPU us/query) and with the text protocol
+/// (queries/s, server CPU us/query), else NaN there.
+type Round = [f64; 10];
+
+async fn pair(cluster: &Cluster, mix: &Path, spid: u32, sb_args: &[String], full: bool) -> Result<Round> {
+    let s0 = cpu_of(spid);
+    let (out, sb_cpu) = sysbench(sb_args)?;
+    let sb_server = cpu_of(spid) - s0;
+    let line = out.lines().find(|l| l.trim_start().starts_with("queries:")).context("no queries line in sysbench output")?;
+    let sb_qps: f64 = line
+        .split('(')
+        .nth(1)
+        .and_then(|x| x.split_whitespace().next())
+        .and_then(|x| x.parse().ok())
+        .context("cannot read sysbench's rate")?;
+    let sb_total: f64 = line.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(sb_qps * SECS as f64);
+    let (sb_cpu, sb_server) = (sb_cpu * 1e6 / sb_total, sb_server * 1e6 / sb_total);
+    let s0 = cpu_of(spid);
+    // Prepared statements, as sysbench sends them.
+    let (q, cpu, _, nq) = ours(cluster, mix, THREADS, SECS, false, Protocol::Binary).await?;
+    let our_server = (cpu_of(spid) - s0) * 1e6 / nq as f64;
+    eprintln!(
+        "bench: sysbench {sb_qps:.0} q/s ({sb_cpu:.1} us client CPU/q, server {sb_server:.1} us/q); coldswap {q:.0} q/s ({cpu:.1} us client CPU/q, server {our_server:.1} us/q)"
+    );
+    let mut r = [sb_qps, sb_cpu, sb_server, q, cpu, our_server, f64::NAN, f64::NAN, f64::NAN, f64::NAN];
+    if full {
+        let (qe, cpue, _, _) = ours(cluster, mix, THREADS, SECS, true, Protocol::Binary).await?;
+        // The text protocol the drill sends by default (values inline).
+        let s0 = cpu_of(spid);
+        let (qt, _, _, nt) = ours(cluster, mix, THREADS, SECS, false, Protocol::Text).await?;
+        let text_server = (cpu_of(spid) - s0) * 1e6 / nt as f64;
+        eprintln!("bench: through the endpoint {qe:.0} q/s ({cpue:.1} us CPU/q); text protocol {qt:.0} q/s (server {text_server:.1} us/q)");
+        r[6..].copy_from_slice(&[qe, cpue, qt, text_server]);
+    }
+    Ok(r)
+}
+
+/// The bench process (and so sysbench, its child) on some CPUs, the server
+/// on the others.
+struct Split {
+    server: u32,
+    all: Vec<usize>,
+    client_cpus: Vec<usize>,
+    server_cpus: Vec<usize>,
+}
+
+fn tasks(pid: &str) -> Vec<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+fn set_affinity(tids: &[i32], cpus: &[usize]) -> Result<()> {
+    // SAFETY: a zeroed cpu_set_t filled by the libc macros, passed by pointer
+    // with its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        for &t in tids {
+            if libc::sched_setaffinity(t, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                let e = std::io::Error::last_os_error();
+                // A thread that exited meanwhile.
+                if e.raw_os_error() != Some(libc::ESRCH) {
+                    bail!("cannot pin thread {t} to CPUs {cpus:?}: {e}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Split {
+    fn new(server: u32) -> Option<Split> {
+        // SAFETY: sched_getaffinity into a zeroed local.
+        let all: Vec<usize> = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+                return None;
+            }
+            (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
+        };
+        if all.len() < 2 {
+            return None;
+        }
+        let (c, s) = all.split_at(all.len() / 2);
+        Some(Split { server, client_cpus: c.to_vec(), server_cpus: s.to_vec(), all })
+    }
+
+    fn apply(&self) -> Result<()> {
+        set_affinity(&tasks(&self.server.to_string()), &self.server_cpus)?;
+        set_affinity(&tasks("self"), &self.client_cpus)
+    }
+
+    fn restore(&self) {
+        let _ = set_affinity(&tasks(&self.server.to_string()), &self.all);
+        let _ = set_affinity(&tasks("self"), &self.all);
+    }
 }
