@@ -106,7 +106,7 @@ async fn swapping_the_endpoint_keeps_the_run_going() {
     let rec = Arc::new(Recorder::new());
     let cfg = LoadConfig {
         users: 8,
-        duration: Some(Duration::from_secs(9)),
+        duration: Some(Duration::from_secs(11)),
         tier: TierConfig { pool_size: 8, ..Default::default() },
         background: Some(vec![]),
         ..Default::default()
@@ -119,6 +119,11 @@ async fn swapping_the_endpoint_keeps_the_run_going() {
     // Switchover under load: fence, promote, swap the endpoint (cutting
     // connections to the old primary) as soon as the new one is writable.
     rec.phase("switchover");
+    // A request counts in the phase it arrived in: let every request that
+    // arrived before the mark end (at the latest at its 2 s deadline)
+    // before fencing, or one in flight could fail on the fence and be
+    // booked as an error of "before".
+    tokio::time::sleep(Duration::from_millis(TierConfig::default().deadline_ms + 100)).await;
     let ep2 = ep.clone();
     let (outcome, _) = cluster
         .promote(&PromoteOptions::default(), move |n| ep2.swap(n.addr().parse().unwrap(), true))
