@@ -199,14 +199,15 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
     }
     let runs = if split.is_some() { &pinned } else { &shared };
     // The better round of each (the machine has other tenants).
-    let best = |rs: &[Round], i: usize| rs.iter().map(|r| r[i]).fold(f64::MIN, f64::max);
-    let least = |rs: &[Round], i: usize| rs.iter().map(|r| r[i]).fold(f64::MAX, f64::min);
-    let (sb_qps, sb_cpu, sb_server, q, cpu, our_server) =
-        (best(runs, 0), least(runs, 1), least(runs, 2), best(runs, 3), least(runs, 4), least(runs, 5));
-    let (qe, cpue, qt, text_server) = (best(runs, 6), least(runs, 7), best(runs, 8), least(runs, 9));
+    let best = |rs: &[Round], f: fn(&Round) -> f64| rs.iter().map(f).fold(f64::MIN, f64::max);
+    let least = |rs: &[Round], f: fn(&Round) -> f64| rs.iter().map(f).fold(f64::MAX, f64::min);
+    let (sb_qps, sb_cpu, sb_server) = (best(runs, |r| r.sb_qps), least(runs, |r| r.sb_cpu), least(runs, |r| r.sb_server));
+    let (q, cpu, our_server) = (best(runs, |r| r.q), least(runs, |r| r.cpu), least(runs, |r| r.server));
+    let (qe, cpue) = (best(runs, |r| r.endpoint_q), least(runs, |r| r.endpoint_cpu));
+    let (qt, text_server) = (best(runs, |r| r.text_q), least(runs, |r| r.text_server));
     let ratio = q / sb_qps;
-    let (sh_sb, sh_sb_cpu, sh_sb_server, sh_q, sh_cpu, sh_server) =
-        (best(&shared, 0), least(&shared, 1), least(&shared, 2), best(&shared, 3), least(&shared, 4), least(&shared, 5));
+    let (sh_sb, sh_sb_cpu, sh_sb_server) = (best(&shared, |r| r.sb_qps), least(&shared, |r| r.sb_cpu), least(&shared, |r| r.sb_server));
+    let (sh_q, sh_cpu, sh_server) = (best(&shared, |r| r.q), least(&shared, |r| r.cpu), least(&shared, |r| r.server));
     let placement = match &split {
         Some(s) => format!("the server pinned to CPU {:?} and both clients to CPU {:?}", s.server_cpus, s.client_cpus),
         None => "client and server sharing the machine's only core (no second core to separate them)".to_string(),
@@ -338,11 +339,21 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
     ])
 }
 
-/// One round of the point-select pair: sysbench's queries/s, its CPU and the
-/// server's per query (us), then ours the same way; with `full`, also ours
-/// through the endpoint (queries/s, CPU us/query) and with the text protocol
-/// (queries/s, server CPU us/query), else NaN there.
-type Round = [f64; 10];
+/// One round of the point-select pair: queries/s, client CPU and server CPU
+/// per query (us) of sysbench, then of ours; with `full`, also ours through
+/// the endpoint and with the text protocol (else NaN there).
+struct Round {
+    sb_qps: f64,
+    sb_cpu: f64,
+    sb_server: f64,
+    q: f64,
+    cpu: f64,
+    server: f64,
+    endpoint_q: f64,
+    endpoint_cpu: f64,
+    text_q: f64,
+    text_server: f64,
+}
 
 async fn pair(cluster: &Cluster, mix: &Path, spid: u32, sb_args: &[String], full: bool) -> Result<Round> {
     let s0 = cpu_of(spid);
@@ -364,15 +375,29 @@ async fn pair(cluster: &Cluster, mix: &Path, spid: u32, sb_args: &[String], full
     eprintln!(
         "bench: sysbench {sb_qps:.0} q/s ({sb_cpu:.1} us client CPU/q, server {sb_server:.1} us/q); coldswap {q:.0} q/s ({cpu:.1} us client CPU/q, server {our_server:.1} us/q)"
     );
-    let mut r = [sb_qps, sb_cpu, sb_server, q, cpu, our_server, f64::NAN, f64::NAN, f64::NAN, f64::NAN];
+    let mut r = Round {
+        sb_qps,
+        sb_cpu,
+        sb_server,
+        q,
+        cpu,
+        server: our_server,
+        endpoint_q: f64::NAN,
+        endpoint_cpu: f64::NAN,
+        text_q: f64::NAN,
+        text_server: f64::NAN,
+    };
     if full {
-        let (qe, cpue, _, _) = ours(cluster, mix, THREADS, SECS, true, Protocol::Binary).await?;
+        (r.endpoint_q, r.endpoint_cpu, _, _) = ours(cluster, mix, THREADS, SECS, true, Protocol::Binary).await?;
         // The text protocol the drill sends by default (values inline).
         let s0 = cpu_of(spid);
         let (qt, _, _, nt) = ours(cluster, mix, THREADS, SECS, false, Protocol::Text).await?;
-        let text_server = (cpu_of(spid) - s0) * 1e6 / nt as f64;
-        eprintln!("bench: through the endpoint {qe:.0} q/s ({cpue:.1} us CPU/q); text protocol {qt:.0} q/s (server {text_server:.1} us/q)");
-        r[6..].copy_from_slice(&[qe, cpue, qt, text_server]);
+        r.text_q = qt;
+        r.text_server = (cpu_of(spid) - s0) * 1e6 / nt as f64;
+        eprintln!(
+            "bench: through the endpoint {:.0} q/s ({:.1} us CPU/q); text protocol {:.0} q/s (server {:.1} us/q)",
+            r.endpoint_q, r.endpoint_cpu, r.text_q, r.text_server
+        );
     }
     Ok(r)
 }

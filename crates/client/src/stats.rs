@@ -430,8 +430,8 @@ fn summary(s: &Second, phase: &str) -> SecondSummary {
     }
 }
 
-/// Advance the open second to `now`, summarising finished ones.
-/// Close the open second(s) before `now` under the phase running now.
+/// Advance the open second to `now`: close the ones before it, summarised
+/// under the phase running now.
 fn roll(g: &mut Inner, now: u64) {
     match &mut g.current {
         Some(c) if c.t == now => {}
