@@ -8,7 +8,7 @@ BIN := $(TARGET_DIR)/release/coldswap
 FROM ?= mariadb-10.11.18
 TO ?= mariadb-10.11.19
 
-.PHONY: all deps build dists test unit upgrade-drill bench images tools report-screenshot clean
+.PHONY: all deps build dists test lint unit upgrade-drill bench images tools report-screenshot clean
 
 all: build
 
@@ -28,8 +28,9 @@ dists: build
 # (the container tests then report themselves skipped, or fail under CI).
 images:
 	@if docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then \
-	  docker/build-image.sh bookworm coldswap/mariadb:10.11 && \
-	  docker/build-image.sh trixie coldswap/mariadb:11.8; \
+	  docker/build-image.sh bookworm coldswap/mariadb:10.11 mariadb && \
+	  docker/build-image.sh trixie coldswap/mariadb:11.8 mariadb && \
+	  docker/build-image.sh sid coldswap/mysql:9.7 mysql; \
 	else echo "images: no Docker engine answers; container images not built"; fi
 
 # Test-only tools: check-jsonschema validates the GitHub workflow offline
@@ -38,7 +39,15 @@ images:
 tools:
 	@command -v check-jsonschema >/dev/null || python3 -m pip install -q check-jsonschema==0.39.0
 
-test: dists images tools
+# House habits, checked: formatting, clippy with warnings as errors, and the
+# layout's seams (no backend-kind branch outside crates/db/src/backend, no
+# import cycle in db or drill).
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	python3 scripts/check-seams.py
+
+test: dists images tools lint
 	$(CARGO) test --release --workspace -- --test-threads=$${COLDSWAP_TEST_THREADS:-2}
 
 unit:

@@ -2,9 +2,9 @@
 //! penalty to a full scan.
 
 use anyhow::Result;
-use coldswap_db::cluster::{Cluster, UpOptions};
-use coldswap_db::sql;
+use coldswap_db::{Cluster, UpOptions};
 use coldswap_nemesis::cold::{self, ColdConfig};
+use coldswap_sql as sql;
 use std::time::Instant;
 
 use crate::Figure;
@@ -31,7 +31,7 @@ pub async fn run(scale: f64) -> Result<Vec<Figure>> {
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
@@ -68,7 +68,8 @@ async fn measure(cluster: &mut Cluster, scale: f64) -> Result<Vec<Figure>> {
     let (pl, co, wa) = (median(plain), median(cold_s.clone()), median(warm_s.clone()));
     let b = blocks[blocks.len() / 2];
     let predicted = cfg.predicted_penalty_s(b);
-    let fid: Vec<f64> = cold_s.iter().zip(&warm_s).zip(&blocks).map(|((c, w), b)| (c - w) / cfg.predicted_penalty_s(*b)).collect();
+    let fid: Vec<f64> =
+        cold_s.iter().zip(&warm_s).zip(&blocks).map(|((c, w), b)| (c - w) / cfg.predicted_penalty_s(*b)).collect();
     let fidelity = median(fid);
     eprintln!(
         "bench: api.jobs full scan: plain {pl:.3} s, cold {co:.3} s, warm {wa:.3} s; {b} blocks x 3 ms = {predicted:.3} s predicted; fidelity {fidelity:.3}"

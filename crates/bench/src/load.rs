@@ -6,8 +6,8 @@
 use anyhow::{bail, Context, Result};
 use coldswap_client::run::{Load, LoadConfig};
 use coldswap_client::{Endpoint, Protocol, Recorder, TierConfig};
-use coldswap_db::cluster::{Cluster, UpOptions};
-use coldswap_db::sql;
+use coldswap_db::{Cluster, UpOptions};
+use coldswap_sql as sql;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,7 +85,14 @@ impl WaitRusage for std::process::Child {
     }
 }
 
-async fn ours(cluster: &Cluster, mix_path: &Path, users: usize, secs: u64, via_endpoint: bool, protocol: Protocol) -> Result<(f64, f64, f64, u64)> {
+async fn ours(
+    cluster: &Cluster,
+    mix_path: &Path,
+    users: usize,
+    secs: u64,
+    via_endpoint: bool,
+    protocol: Protocol,
+) -> Result<(f64, f64, f64, u64)> {
     let p = cluster.primary_index()?;
     let node = cluster.node(p);
     let s = cluster.secrets();
@@ -146,7 +153,11 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
     ];
     let mut prep = vec!["oltp_point_select".to_string()];
     prep.extend(common.clone());
-    prep.extend([format!("--mysql-user={}", sec.admin_user), format!("--mysql-password={}", sec.admin_password), "prepare".into()]);
+    prep.extend([
+        format!("--mysql-user={}", sec.admin_user),
+        format!("--mysql-password={}", sec.admin_password),
+        "prepare".into(),
+    ]);
     sysbench(&prep)?;
     // Warm the table into the buffer pool for both.
     {
@@ -155,13 +166,18 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
         sql::close(c).await;
     }
     let mix = repo.join("loadtests/point_select.toml");
-    let spid = node.pid.context("no server pid")?;
+    let spid = node.handle.pid().context("no server pid")?;
     let sb_args = {
         let mut args = vec!["oltp_point_select".to_string()];
         args.extend(common.clone());
         // The run logs in as the application user, as ours does.
         args.extend([format!("--mysql-user={}", sec.app_user), format!("--mysql-password={}", sec.app_password)]);
-        args.extend([format!("--threads={THREADS}"), format!("--time={SECS}"), "--report-interval=0".into(), "run".into()]);
+        args.extend([
+            format!("--threads={THREADS}"),
+            format!("--time={SECS}"),
+            "--report-interval=0".into(),
+            "run".into(),
+        ]);
         args
     };
     // The load generator and the server on separate cores, as they are on
@@ -192,7 +208,10 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
     // by the kernel, as on a laptop running a drill).
     let mut shared = Vec::new();
     for round in 0..2 {
-        eprintln!("bench: point selects, {THREADS} connections, {SECS} s each, all on shared cores (round {})", round + 1);
+        eprintln!(
+            "bench: point selects, {THREADS} connections, {SECS} s each, all on shared cores (round {})",
+            round + 1
+        );
         // With one core the shared rounds are all there is: the endpoint
         // and text figures come from them.
         shared.push(pair(cluster, &mix, spid, &sb_args, split.is_none()).await?);
@@ -201,12 +220,14 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
     // The better round of each (the machine has other tenants).
     let best = |rs: &[Round], f: fn(&Round) -> f64| rs.iter().map(f).fold(f64::MIN, f64::max);
     let least = |rs: &[Round], f: fn(&Round) -> f64| rs.iter().map(f).fold(f64::MAX, f64::min);
-    let (sb_qps, sb_cpu, sb_server) = (best(runs, |r| r.sb_qps), least(runs, |r| r.sb_cpu), least(runs, |r| r.sb_server));
+    let (sb_qps, sb_cpu, sb_server) =
+        (best(runs, |r| r.sb_qps), least(runs, |r| r.sb_cpu), least(runs, |r| r.sb_server));
     let (q, cpu, our_server) = (best(runs, |r| r.q), least(runs, |r| r.cpu), least(runs, |r| r.server));
     let (qe, cpue) = (best(runs, |r| r.endpoint_q), least(runs, |r| r.endpoint_cpu));
     let (qt, text_server) = (best(runs, |r| r.text_q), least(runs, |r| r.text_server));
     let ratio = q / sb_qps;
-    let (sh_sb, sh_sb_cpu, sh_sb_server) = (best(&shared, |r| r.sb_qps), least(&shared, |r| r.sb_cpu), least(&shared, |r| r.sb_server));
+    let (sh_sb, sh_sb_cpu, sh_sb_server) =
+        (best(&shared, |r| r.sb_qps), least(&shared, |r| r.sb_cpu), least(&shared, |r| r.sb_server));
     let (sh_q, sh_cpu, sh_server) = (best(&shared, |r| r.q), least(&shared, |r| r.cpu), least(&shared, |r| r.server));
     let placement = match &split {
         Some(s) => format!("the server pinned to CPU {:?} and both clients to CPU {:?}", s.server_cpus, s.client_cpus),
@@ -359,7 +380,8 @@ async fn pair(cluster: &Cluster, mix: &Path, spid: u32, sb_args: &[String], full
     let s0 = cpu_of(spid);
     let (out, sb_cpu) = sysbench(sb_args)?;
     let sb_server = cpu_of(spid) - s0;
-    let line = out.lines().find(|l| l.trim_start().starts_with("queries:")).context("no queries line in sysbench output")?;
+    let line =
+        out.lines().find(|l| l.trim_start().starts_with("queries:")).context("no queries line in sysbench output")?;
     let sb_qps: f64 = line
         .split('(')
         .nth(1)

@@ -71,10 +71,8 @@ fn now() -> String {
 fn write(out: &std::path::Path, new: Vec<Figure>) -> Result<()> {
     std::fs::create_dir_all(out)?;
     let path = out.join("results.json");
-    let mut res: Results = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let mut res: Results =
+        std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
     for f in new {
         res.figures.retain(|x| x.name != f.name);
         res.figures.push(f);
@@ -121,7 +119,7 @@ fn main() -> Result<()> {
     let want = |g: &str| args.only.is_empty() || args.only.iter().any(|x| x == g);
     let mut figures = Vec::new();
     rt.block_on(async {
-        coldswap_db::signals::install();
+        coldswap_signals::install();
         if want("seed") {
             figures.extend(seed::run(args.seed_scale).await.context("seed figures")?);
         }

@@ -2,8 +2,8 @@
 //! `sysbench oltp_common prepare` on the same primary, with replication on.
 
 use anyhow::{bail, Context, Result};
-use coldswap_db::cluster::{Cluster, UpOptions};
-use coldswap_db::sql;
+use coldswap_db::{Cluster, UpOptions};
+use coldswap_sql as sql;
 use std::time::Instant;
 
 use crate::Figure;

@@ -6,7 +6,8 @@
 //! bounded rate.
 
 use anyhow::{anyhow, Result};
-use coldswap_db::{sql, Cluster};
+use coldswap_db::Cluster;
+use coldswap_sql as sql;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -92,15 +93,19 @@ pub async fn run(cluster: &Cluster, schemas: &[&str], chunks_per_s: f64) -> Resu
             }
             tables += 1;
             // Walk the primary key in chunks of CHUNK rows (ids may be sparse).
-            let mut lo = match sql::query_text(&mut pc, &format!("SELECT CAST(MIN(id) AS CHAR) FROM `{db}`.`{t}`")).await? {
-                Some(v) => v.parse::<u64>().unwrap_or(0),
-                None => 0,
-            };
+            let mut lo =
+                match sql::query_text(&mut pc, &format!("SELECT CAST(MIN(id) AS CHAR) FROM `{db}`.`{t}`")).await? {
+                    Some(v) => v.parse::<u64>().unwrap_or(0),
+                    None => 0,
+                };
             let mut chunk = 0u64;
             loop {
                 let hi = sql::query_text(
                     &mut pc,
-                    &format!("SELECT CAST(id AS CHAR) FROM `{db}`.`{t}` WHERE id >= {lo} ORDER BY id LIMIT 1 OFFSET {}", CHUNK - 1),
+                    &format!(
+                        "SELECT CAST(id AS CHAR) FROM `{db}`.`{t}` WHERE id >= {lo} ORDER BY id LIMIT 1 OFFSET {}",
+                        CHUNK - 1
+                    ),
                 )
                 .await?
                 .and_then(|v| v.parse::<u64>().ok());
@@ -117,9 +122,12 @@ pub async fn run(cluster: &Cluster, schemas: &[&str], chunks_per_s: f64) -> Resu
                     None => break,
                 }
             }
-            rows_total += sql::query_i64(&mut pc, &format!("SELECT COALESCE(SUM(cnt), 0) FROM coldswap_meta.checksums WHERE db = '{db}' AND tbl = '{t}'"))
-                .await
-                .unwrap_or(0) as u64;
+            rows_total += sql::query_i64(
+                &mut pc,
+                &format!("SELECT COALESCE(SUM(cnt), 0) FROM coldswap_meta.checksums WHERE db = '{db}' AND tbl = '{t}'"),
+            )
+            .await
+            .unwrap_or(0) as u64;
         }
     }
     sql::close(pc).await;
@@ -143,7 +151,8 @@ pub async fn run(cluster: &Cluster, schemas: &[&str], chunks_per_s: f64) -> Resu
     let mut rc = cluster.admin(r).await?;
     let on_r = read(sql::fetch_all(&mut rc, q).await?);
     sql::close(rc).await;
-    let mut mismatched: Vec<String> = on_p.iter().filter(|(k, v)| on_r.get(*k) != Some(v)).map(|(k, _)| k.clone()).collect();
+    let mut mismatched: Vec<String> =
+        on_p.iter().filter(|(k, v)| on_r.get(*k) != Some(v)).map(|(k, _)| k.clone()).collect();
     mismatched.extend(on_r.keys().filter(|k| !on_p.contains_key(*k)).cloned());
     Ok(ChecksumResult {
         tables,

@@ -93,7 +93,10 @@ pub fn compare(old: &Report, new: &Report, l: &Limits) -> Comparison {
 
 /// The comparison as a table for the terminal.
 pub fn table(c: &Comparison) -> String {
-    let mut s = format!("{:<10} {:<24} {:>10} {:>10} {:>8} {:>9} {:>9}\n", "phase", "transaction", "old p99", "new p99", "change", "old err", "new err");
+    let mut s = format!(
+        "{:<10} {:<24} {:>10} {:>10} {:>8} {:>9} {:>9}\n",
+        "phase", "transaction", "old p99", "new p99", "change", "old err", "new err"
+    );
     for d in &c.deltas {
         s.push_str(&format!(
             "{:<10} {:<24} {:>10.1} {:>10.1} {:>7.0}% {:>8.2}% {:>8.2}%{}\n",
@@ -162,7 +165,11 @@ mod tests {
         let new = report(vec![row("show_job", 10.5, 0.0), row("list_jobs", 80.0, 0.05)]);
         let c = compare(&old, &new, &Limits::default());
         assert_eq!(c.regressions.len(), 1, "{c:?}");
-        assert!(c.regressions[0].starts_with("cold/list_jobs: p99 20.0 -> 80.0 ms (+300%), error rate 0.00% -> 5.00%"), "{:?}", c.regressions);
+        assert!(
+            c.regressions[0].starts_with("cold/list_jobs: p99 20.0 -> 80.0 ms (+300%), error rate 0.00% -> 5.00%"),
+            "{:?}",
+            c.regressions
+        );
         let same = compare(&old, &old, &Limits::default());
         assert!(same.regressions.is_empty());
     }

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use coldswap_client::Mix;
-use coldswap_db::sql;
+use coldswap_sql as sql;
 use sqlx::MySqlConnection;
 
 use crate::report::Digest;
@@ -79,11 +79,8 @@ pub fn match_digest(mix: &Mix, digest_text: &str) -> Option<String> {
     if d.is_empty() {
         return None;
     }
-    let all = mix
-        .transactions
-        .iter()
-        .map(|t| (&t.name, &t.steps))
-        .chain(mix.background.iter().map(|b| (&b.name, &b.steps)));
+    let all =
+        mix.transactions.iter().map(|t| (&t.name, &t.steps)).chain(mix.background.iter().map(|b| (&b.name, &b.steps)));
     let mut best: Option<(usize, String)> = None;
     for (name, steps) in all {
         for s in steps {
@@ -100,7 +97,8 @@ pub fn match_digest(mix: &Mix, digest_text: &str) -> Option<String> {
 
 /// Statements that read or write data (not BEGIN, COMMIT, SET, SHOW...):
 /// shares are of their time, the time queries took.
-const DATA_STATEMENTS: &str = "(DIGEST_TEXT LIKE 'SELECT%' OR DIGEST_TEXT LIKE 'INSERT%' OR DIGEST_TEXT LIKE 'UPDATE%' \
+const DATA_STATEMENTS: &str =
+    "(DIGEST_TEXT LIKE 'SELECT%' OR DIGEST_TEXT LIKE 'INSERT%' OR DIGEST_TEXT LIKE 'UPDATE%' \
      OR DIGEST_TEXT LIKE 'DELETE%' OR DIGEST_TEXT LIKE 'REPLACE%' OR DIGEST_TEXT LIKE 'WITH%')";
 
 /// The top data statements since the last reset, in the given schemas,
@@ -120,7 +118,8 @@ pub async fn top(conn: &mut MySqlConnection, schemas: &[&str], mix: Option<&Mix>
         ),
     )
     .await?;
-    let tot = |i| totals.first().and_then(|r| sql::col_text_at(r, i)).and_then(|t| t.parse::<f64>().ok()).unwrap_or(0.0);
+    let tot =
+        |i| totals.first().and_then(|r| sql::col_text_at(r, i)).and_then(|t| t.parse::<f64>().ok()).unwrap_or(0.0);
     let (total_rows, total_wait) = (tot(0), tot(1));
     let rows = sql::fetch_all(
         conn,
@@ -184,7 +183,8 @@ sql = "SELECT id FROM schedules WHERE last_run_status <> last_notified_status"
         let mix = Mix::parse(text, std::path::Path::new("m.toml")).unwrap();
         assert_eq!(match_digest(&mix, "SELECT `id` , `status` FROM `jobs` WHERE `id` = ?").as_deref(), Some("show"));
         assert_eq!(
-            match_digest(&mix, "SELECT `id` FROM `schedules` WHERE `last_run_status` <> `last_notified_status`").as_deref(),
+            match_digest(&mix, "SELECT `id` FROM `schedules` WHERE `last_run_status` <> `last_notified_status`")
+                .as_deref(),
             Some("notify")
         );
         assert_eq!(match_digest(&mix, "SELECT `x` FROM `y`"), None);
@@ -196,9 +196,11 @@ mod more_tests {
 
     #[test]
     fn real_digests() {
-        let mix = Mix::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../loadtests/api.toml"))).unwrap();
+        let mix =
+            Mix::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../loadtests/api.toml"))).unwrap();
         // As MariaDB 10.11 writes them for the api mix.
-        let d = "SELECT ID , STATUS , `created_at` FROM `jobs` WHERE `account_id` = ? ORDER BY `created_at` DESC LIMIT ? ";
+        let d =
+            "SELECT ID , STATUS , `created_at` FROM `jobs` WHERE `account_id` = ? ORDER BY `created_at` DESC LIMIT ? ";
         assert_eq!(match_digest(&mix, d).as_deref(), Some("list_jobs"));
         let d = "SELECT ID , `account_id` , `notify_email` , `last_run_status` , `last_notified_status` FROM `schedules` WHERE `last_run_status` != `last_notified_status` ";
         assert_eq!(match_digest(&mix, d).as_deref(), Some("notify_schedules"));

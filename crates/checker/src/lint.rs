@@ -5,7 +5,7 @@
 use anyhow::Result;
 use coldswap_client::gen::{Generators, Rng, Value};
 use coldswap_client::Mix;
-use coldswap_db::sql;
+use coldswap_sql as sql;
 use sqlx::{Column, MySqlConnection, Row};
 use std::collections::{BTreeMap, HashMap};
 
@@ -53,7 +53,11 @@ fn row_map(r: &sqlx::mysql::MySqlRow) -> BTreeMap<String, String> {
 }
 
 /// Judge one EXPLAIN plan. Returns (full scan, rows estimate, scanned tables, blocks read cold).
-pub fn judge(plan: &[BTreeMap<String, String>], sizes: &HashMap<String, (u64, u64)>, block: u64) -> (bool, u64, Vec<String>, u64, u64) {
+pub fn judge(
+    plan: &[BTreeMap<String, String>],
+    sizes: &HashMap<String, (u64, u64)>,
+    block: u64,
+) -> (bool, u64, Vec<String>, u64, u64) {
     let mut full = false;
     let mut rows_total = 0u64;
     let mut scanned = Vec::new();
@@ -84,11 +88,8 @@ pub async fn lint(conn: &mut MySqlConnection, mix: &Mix, gens: &Generators, cold
     let sizes = table_sizes(conn, &mix.database).await?;
     let mut rng = Rng::new(42);
     let mut out = Vec::new();
-    let all = mix
-        .transactions
-        .iter()
-        .map(|t| (&t.name, &t.steps))
-        .chain(mix.background.iter().map(|b| (&b.name, &b.steps)));
+    let all =
+        mix.transactions.iter().map(|t| (&t.name, &t.steps)).chain(mix.background.iter().map(|b| (&b.name, &b.steps)));
     for (name, steps) in all {
         for s in steps {
             let needed: Vec<usize> = s.params.clone();
@@ -108,10 +109,12 @@ pub async fn lint(conn: &mut MySqlConnection, mix: &Mix, gens: &Generators, cold
                     // INSERT ... VALUES reads nothing, whatever EXPLAIN says of its target.
                     let head = s.sql.trim_start().to_ascii_uppercase();
                     let reads = !(head.starts_with("INSERT") || head.starts_with("REPLACE")) || head.contains("SELECT");
-                    let plan: Vec<BTreeMap<String, String>> = if reads { rows.iter().map(row_map).collect() } else { vec![] };
+                    let plan: Vec<BTreeMap<String, String>> =
+                        if reads { rows.iter().map(row_map).collect() } else { vec![] };
                     let (full, rows_est, scanned, scan_blocks, lookup_blocks) = judge(&plan, &sizes, cold.block_bytes);
                     let scan_par = cold.concurrency.clamp(1, SCAN_PARALLELISM) as f64;
-                    let est = scan_blocks as f64 * cold.mean_latency_ms / scan_par + lookup_blocks as f64 * cold.mean_latency_ms;
+                    let est = scan_blocks as f64 * cold.mean_latency_ms / scan_par
+                        + lookup_blocks as f64 * cold.mean_latency_ms;
                     out.push(Lint {
                         transaction: name.clone(),
                         statement,
@@ -150,7 +153,8 @@ mod tests {
     #[test]
     fn full_scans_and_lookups() {
         let sizes: HashMap<String, (u64, u64)> =
-            [("schedules".to_string(), (64 * 1024 * 100, 64 * 1024 * 10)), ("jobs".to_string(), (64 * 1024 * 1000, 0))].into();
+            [("schedules".to_string(), (64 * 1024 * 100, 64 * 1024 * 10)), ("jobs".to_string(), (64 * 1024 * 1000, 0))]
+                .into();
         let (full, rows, scanned, sb, lb) = judge(&[plan("ALL", "schedules", "25000")], &sizes, 65536);
         assert!(full);
         assert_eq!((rows, sb, lb), (25000, 100, 0));

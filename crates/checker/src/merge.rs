@@ -5,7 +5,7 @@
 //! timeline keeps counts exactly; its per-second p99 is the worst shard's.)
 
 use anyhow::{anyhow, Result};
-use coldswap_client::stats::{decode_hist, txn_result, Kind, PhaseResult, RunResult, SecondSummary, TxnResult};
+use coldswap_client::stats::{decode_hist, txn_result, Kind, PhaseResult, RunResult, SecondSummary, Tally, TxnResult};
 use std::collections::BTreeMap;
 
 fn merge_txn(rows: &[&TxnResult], duration_s: f64) -> Result<TxnResult> {
@@ -30,7 +30,8 @@ fn merge_txn(rows: &[&TxnResult], duration_s: f64) -> Result<TxnResult> {
             }
         }
     }
-    Ok(txn_result(&first.name, first.kind, &hist, count, ok, attempts, errors, nrows, duration_s, samples))
+    let tally = Tally { count, ok, attempts, errors, rows: nrows, samples };
+    Ok(txn_result(&first.name, first.kind, &hist, tally, duration_s))
 }
 
 /// Merge results of the same mix run on several machines at once.
@@ -95,7 +96,7 @@ pub fn merge(results: &[RunResult]) -> Result<RunResult> {
         }
     }
     let mut events: Vec<_> = results.iter().flat_map(|r| r.events.iter().cloned()).collect();
-    events.sort_by(|a, b| a.t.partial_cmp(&b.t).unwrap());
+    events.sort_by(|a, b| a.t.total_cmp(&b.t));
     Ok(RunResult {
         phases,
         timeline: secs.into_values().collect(),
@@ -107,8 +108,8 @@ pub fn merge(results: &[RunResult]) -> Result<RunResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coldswap_client::stats::{Record, Recorder};
     use coldswap_client::gen::Rng;
+    use coldswap_client::stats::{Record, Recorder};
     use std::time::Duration;
 
     fn rec(r: &Recorder, name: &str, us: u64, ok: bool) {
@@ -145,7 +146,13 @@ mod tests {
             let x = m.phase("cold").unwrap().txn(name).unwrap();
             let y = whole.phase("cold").unwrap().txn(name).unwrap();
             assert_eq!((x.count, x.ok, &x.errors), (y.count, y.ok, &y.errors));
-            for (p, q) in [(x.p50_ms, y.p50_ms), (x.p90_ms, y.p90_ms), (x.p99_ms, y.p99_ms), (x.p999_ms, y.p999_ms), (x.max_ms, y.max_ms)] {
+            for (p, q) in [
+                (x.p50_ms, y.p50_ms),
+                (x.p90_ms, y.p90_ms),
+                (x.p99_ms, y.p99_ms),
+                (x.p999_ms, y.p999_ms),
+                (x.max_ms, y.max_ms),
+            ] {
                 assert_eq!(p, q, "{name}");
             }
         }

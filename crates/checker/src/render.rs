@@ -35,7 +35,15 @@ pub fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(s, "## Thresholds\n\n| rule | value | limit | result | detail |\n|---|---:|---:|---|---|");
     for t in &r.thresholds {
-        let _ = writeln!(s, "| {} | {:.2} | {:.2} | {} | {} |", t.rule, t.value, t.limit, if t.passed { "pass" } else { "FAIL" }, t.detail);
+        let _ = writeln!(
+            s,
+            "| {} | {:.2} | {:.2} | {} | {} |",
+            t.rule,
+            t.value,
+            t.limit,
+            if t.passed { "pass" } else { "FAIL" },
+            t.detail
+        );
     }
     let _ = writeln!(s, "\n## Cold against warm (p99, ms)\n\n| transaction | baseline | cold | warm | cold/warm | cold errors |\n|---|---:|---:|---:|---:|---:|");
     for c in &r.comparison {
@@ -114,7 +122,11 @@ pub fn markdown(r: &Report) -> String {
         phase_md(&mut s, p);
     }
     if !r.invariants.is_null() {
-        let _ = writeln!(s, "## Invariants\n\n```json\n{}\n```\n", serde_json::to_string_pretty(&r.invariants).unwrap_or_default());
+        let _ = writeln!(
+            s,
+            "## Invariants\n\n```json\n{}\n```\n",
+            serde_json::to_string_pretty(&r.invariants).unwrap_or_default()
+        );
     }
     let _ = writeln!(s, "## Cluster steps\n\n| step | seconds |\n|---|---:|");
     for st in &r.cluster.steps {
@@ -196,7 +208,11 @@ fn panel(r: &Report, title: &str, values: &[(f64, f64)], color: &str, log: bool,
     };
     let x = |t: f64| ml + t / tmax * pw;
     let mut s = String::new();
-    let _ = write!(s, r#"<svg class="chart" viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{}">"#, esc(title));
+    let _ = write!(
+        s,
+        r#"<svg class="chart" viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{}">"#,
+        esc(title)
+    );
     // phase bands
     for p in &r.phases {
         let (x0, x1) = (x(p.start_s), x(p.end_s.max(p.start_s)));
@@ -224,7 +240,13 @@ fn panel(r: &Report, title: &str, values: &[(f64, f64)], color: &str, log: bool,
     };
     for t in ticks {
         let yy = y(t);
-        let label = if t >= 100.0 || t == 0.0 { format!("{t:.0}") } else if t >= 1.0 { format!("{t:.1}") } else { format!("{t}") };
+        let label = if t >= 100.0 || t == 0.0 {
+            format!("{t:.0}")
+        } else if t >= 1.0 {
+            format!("{t:.1}")
+        } else {
+            format!("{t}")
+        };
         let _ = write!(
             s,
             r#"<line x1="{ml}" x2="{:.1}" y1="{yy:.1}" y2="{yy:.1}" class="grid"/><text x="{:.1}" y="{:.1}" class="tick" text-anchor="end">{label}</text>"#,
@@ -236,7 +258,12 @@ fn panel(r: &Report, title: &str, values: &[(f64, f64)], color: &str, log: bool,
     let step = nice_max(tmax / 8.0);
     let mut t = 0.0;
     while t <= tmax {
-        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" class="tick" text-anchor="middle">{t:.0}s</text>"#, x(t), mt + ph + 14.0);
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" class="tick" text-anchor="middle">{t:.0}s</text>"#,
+            x(t),
+            mt + ph + 14.0
+        );
         t += step;
     }
     // series
@@ -272,17 +299,20 @@ fn bars(r: &Report) -> String {
     let (w, rowh, ml, mr, mt) = (960.0, 26.0, 190.0, 80.0, 24.0);
     let h = mt + rowh * rows.len() as f64 + 30.0;
     let vmax = nice_max(
-        rows.iter()
-            .flat_map(|c| [c.baseline_p99_ms, c.cold_p99_ms, c.warm_p99_ms])
-            .flatten()
-            .fold(1.0, f64::max),
+        rows.iter().flat_map(|c| [c.baseline_p99_ms, c.cold_p99_ms, c.warm_p99_ms]).flatten().fold(1.0, f64::max),
     );
     let vmin: f64 = 0.1;
     let pw = w - ml - mr;
     let x = |v: f64| ml + (v.max(vmin).log10() - vmin.log10()) / (vmax.log10() - vmin.log10()) * pw;
     let mut s = String::new();
-    let _ = write!(s, r#"<svg class="chart" viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="p99 by transaction">"#);
-    let _ = write!(s, r#"<text x="{ml}" y="14" class="title">p99 latency by transaction, ms (log scale): baseline, cold, warm</text>"#);
+    let _ = write!(
+        s,
+        r#"<svg class="chart" viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="p99 by transaction">"#
+    );
+    let _ = write!(
+        s,
+        r#"<text x="{ml}" y="14" class="title">p99 latency by transaction, ms (log scale): baseline, cold, warm</text>"#
+    );
     let mut t = vmin;
     while t <= vmax * 1.0001 {
         let xx = x(t);
@@ -297,8 +327,16 @@ fn bars(r: &Report) -> String {
     }
     for (i, c) in rows.iter().enumerate() {
         let y0 = mt + i as f64 * rowh;
-        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" class="lbl" text-anchor="end">{}</text>"#, ml - 6.0, y0 + 15.0, esc(&c.transaction));
-        for (j, (v, color)) in [(c.baseline_p99_ms, "#9db9d9"), (c.cold_p99_ms, "#2f6bd8"), (c.warm_p99_ms, "#f0a030")].iter().enumerate() {
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" class="lbl" text-anchor="end">{}</text>"#,
+            ml - 6.0,
+            y0 + 15.0,
+            esc(&c.transaction)
+        );
+        for (j, (v, color)) in
+            [(c.baseline_p99_ms, "#9db9d9"), (c.cold_p99_ms, "#2f6bd8"), (c.warm_p99_ms, "#f0a030")].iter().enumerate()
+        {
             if let Some(v) = v {
                 let _ = write!(
                     s,
@@ -334,8 +372,15 @@ svg.chart{width:100%;height:auto;display:block;margin:4px 0}.grid{stroke:#e3e3e3
 pub fn html(r: &Report) -> String {
     let mut s = String::new();
     let _ = write!(s, "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>coldswap drill: {}</title><style>{CSS}</style></head><body>", esc(&r.verdict.headline));
-    let _ = write!(s, "<h1>coldswap drill: {} &rarr; {}</h1>", esc(&r.cluster.from_version), esc(&r.cluster.to_version));
-    let class = if !r.complete { "incomplete" } else if r.verdict.passed { "pass" } else { "fail" };
+    let _ =
+        write!(s, "<h1>coldswap drill: {} &rarr; {}</h1>", esc(&r.cluster.from_version), esc(&r.cluster.to_version));
+    let class = if !r.complete {
+        "incomplete"
+    } else if r.verdict.passed {
+        "pass"
+    } else {
+        "fail"
+    };
     let _ = write!(s, r#"<div class="verdict {class}"><b>{}</b><ul>"#, esc(&r.verdict.headline));
     for f in &r.verdict.findings {
         let _ = write!(s, "<li>{}</li>", esc(f));
@@ -346,9 +391,12 @@ pub fn html(r: &Report) -> String {
         esc(&r.cluster.backend),
         esc(&r.started_at),
         r.duration_s,
-        esc(&r.warmup.get("technique").and_then(|v| v.as_str()).map(|t| {
-            format!("{t} in {:.1} s", r.warmup.get("seconds").and_then(|v| v.as_f64()).unwrap_or(0.0))
-        }).unwrap_or_else(|| "none".into()))
+        esc(&r
+            .warmup
+            .get("technique")
+            .and_then(|v| v.as_str())
+            .map(|t| { format!("{t} in {:.1} s", r.warmup.get("seconds").and_then(|v| v.as_f64()).unwrap_or(0.0)) })
+            .unwrap_or_else(|| "none".into()))
     );
 
     // Timeline
@@ -473,7 +521,11 @@ pub fn html(r: &Report) -> String {
     s.push_str("</table>");
 
     if !r.invariants.is_null() {
-        let _ = write!(s, "<h2>Invariants</h2><pre>{}</pre>", esc(&serde_json::to_string_pretty(&r.invariants).unwrap_or_default()));
+        let _ = write!(
+            s,
+            "<h2>Invariants</h2><pre>{}</pre>",
+            esc(&serde_json::to_string_pretty(&r.invariants).unwrap_or_default())
+        );
     }
 
     // Phases

@@ -152,7 +152,9 @@ impl Phase {
                 }
             }
         }
-        let q = |x: f64| all.as_ref().filter(|h| !h.is_empty()).map(|h| h.value_at_quantile(x) as f64 / 1000.0).unwrap_or(0.0);
+        let q = |x: f64| {
+            all.as_ref().filter(|h| !h.is_empty()).map(|h| h.value_at_quantile(x) as f64 / 1000.0).unwrap_or(0.0)
+        };
         Phase {
             p50_ms: q(0.5),
             p99_ms: q(0.99),
@@ -320,7 +322,7 @@ impl Report {
     /// The digest with the largest share of the cold phase (else any phase).
     pub fn compute_heaviest(&mut self) {
         let pick = |p: &Phase| {
-            p.top_digests.iter().max_by(|a, b| a.share.partial_cmp(&b.share).unwrap()).map(|d| HeaviestHitter {
+            p.top_digests.iter().max_by(|a, b| a.share.total_cmp(&b.share)).map(|d| HeaviestHitter {
                 phase: p.name.clone(),
                 digest_text: d.digest_text.clone(),
                 transaction: d.transaction.clone(),

@@ -143,12 +143,24 @@ pub fn evaluate(r: &Report, t: &Thresholds) -> Vec<Threshold> {
     }
     if let Some(limit) = t.lost_writes {
         if let Some(lost) = r.invariants.get("ledger").and_then(|l| l.get("lost")).and_then(|v| v.as_u64()) {
-            out.push(rule("lost_writes", lost as f64, limit as f64, lost <= limit, format!("{lost} acknowledged writes missing on the new primary")));
+            out.push(rule(
+                "lost_writes",
+                lost as f64,
+                limit as f64,
+                lost <= limit,
+                format!("{lost} acknowledged writes missing on the new primary"),
+            ));
         }
     }
     if let Some(limit) = t.status_anomalies {
         if let Some(n) = r.invariants.get("status").and_then(|l| l.get("anomalies")).and_then(|v| v.as_u64()) {
-            out.push(rule("status_anomalies", n as f64, limit as f64, n <= limit, format!("{n} tasks ended in a state their worker was not told")));
+            out.push(rule(
+                "status_anomalies",
+                n as f64,
+                limit as f64,
+                n <= limit,
+                format!("{n} tasks ended in a state their worker was not told"),
+            ));
         }
     }
     out
@@ -159,11 +171,8 @@ pub fn verdict(r: &Report) -> Verdict {
     let failed: Vec<&Threshold> = r.thresholds.iter().filter(|t| !t.passed).collect();
     let mut findings = Vec::new();
     if let Some(h) = &r.heaviest_hitter {
-        let flagged = h
-            .transaction
-            .as_ref()
-            .map(|t| r.lint.iter().any(|l| &l.transaction == t && l.full_scan))
-            .unwrap_or(false);
+        let flagged =
+            h.transaction.as_ref().map(|t| r.lint.iter().any(|l| &l.transaction == t && l.full_scan)).unwrap_or(false);
         findings.push(format!(
             "Heaviest statement in the {} phase: {} ({:.0}% of rows examined){}.",
             h.phase,
@@ -185,7 +194,7 @@ pub fn verdict(r: &Report) -> Verdict {
         .comparison
         .iter()
         .filter(|c| c.cold_over_warm.is_some())
-        .max_by(|a, b| a.cold_over_warm.partial_cmp(&b.cold_over_warm).unwrap())
+        .max_by(|a, b| a.cold_over_warm.unwrap_or(0.0).total_cmp(&b.cold_over_warm.unwrap_or(0.0)))
     {
         findings.push(format!(
             "Slowest to recover: {} (p99 {:.1} ms cold vs {:.1} ms warm, {:.1}x).",
@@ -196,19 +205,21 @@ pub fn verdict(r: &Report) -> Verdict {
         ));
     }
     if let Some(c) = r.phase("cold") {
-        findings.push(format!(
-            "Cold primary: {:.1}% of {} requests failed.",
-            c.error_rate * 100.0,
-            c.requests
-        ));
+        findings.push(format!("Cold primary: {:.1}% of {} requests failed.", c.error_rate * 100.0, c.requests));
     }
     let sw = &r.switchover;
     let restart = if sw.cold_restore_seconds > 0.0 {
-        format!(" ({:.2} s of it the drill's restart of the replica on cold storage, which production does not have)", sw.cold_restore_seconds)
+        format!(
+            " ({:.2} s of it the drill's restart of the replica on cold storage, which production does not have)",
+            sw.cold_restore_seconds
+        )
     } else {
         String::new()
     };
-    findings.push(format!("Switchover: writes unavailable {:.2} s{restart}, {} requests failed.", sw.write_unavailable_seconds, sw.failed_requests));
+    findings.push(format!(
+        "Switchover: writes unavailable {:.2} s{restart}, {} requests failed.",
+        sw.write_unavailable_seconds, sw.failed_requests
+    ));
     if let Some(k) = &r.kill_switch {
         findings.push(format!(
             "Kill-switch on {} at {:.0} s: error rate {:.1}% -> {:.1}%, p99 {:.0} -> {:.0} ms{}.",
@@ -224,14 +235,20 @@ pub fn verdict(r: &Report) -> Verdict {
     if let Some(l) = r.invariants.get("ledger") {
         findings.push(format!(
             "Write ledger: {} acknowledged writes, {} found on {}, {} lost.",
-            l["acked"], l["found"], l["checked_on"].as_str().unwrap_or("the new primary"), l["lost"]
+            l["acked"],
+            l["found"],
+            l["checked_on"].as_str().unwrap_or("the new primary"),
+            l["lost"]
         ));
     }
     if let Some(c) = r.invariants.get("checksum") {
         findings.push(if c["consistent"].as_bool().unwrap_or(false) {
             format!("Before the switchover, primary and replica matched in all {} checksum chunks.", c["chunks"])
         } else {
-            format!("Before the switchover, primary and replica DIFFERED in {} chunks.", c["mismatched"].as_array().map(|a| a.len()).unwrap_or(0))
+            format!(
+                "Before the switchover, primary and replica DIFFERED in {} chunks.",
+                c["mismatched"].as_array().map(|a| a.len()).unwrap_or(0)
+            )
         });
     }
     if let Some(st) = r.invariants.get("status") {
@@ -273,10 +290,18 @@ mod tests {
         });
         assert!(t.passed && (t.value - 1.1).abs() < 1e-9, "{t:?}");
         // Without a restart in the window the whole window counts.
-        let t = unavailable(Switchover { write_unavailable_seconds: 6.9, procedure_unavailable_seconds: 6.9, ..Default::default() });
+        let t = unavailable(Switchover {
+            write_unavailable_seconds: 6.9,
+            procedure_unavailable_seconds: 6.9,
+            ..Default::default()
+        });
         assert!(!t.passed && (t.value - 6.9).abs() < 1e-9, "{t:?}");
         // Clients seeing failures longer than the server's window count too.
-        let t = unavailable(Switchover { procedure_unavailable_seconds: 1.0, client_unavailable_seconds: 6.0, ..Default::default() });
+        let t = unavailable(Switchover {
+            procedure_unavailable_seconds: 1.0,
+            client_unavailable_seconds: 6.0,
+            ..Default::default()
+        });
         assert!(!t.passed && (t.value - 6.0).abs() < 1e-9, "{t:?}");
     }
 }

@@ -1,7 +1,7 @@
 //! `coldswap cluster ...`
 
 use super::*;
-use coldswap_db::cluster::Record;
+use coldswap_db::Record;
 
 fn print_record(rec: &Record, json: bool) -> Result<()> {
     if json {

@@ -122,7 +122,7 @@ pub async fn warm(
         None => (0..cluster.state.nodes.len()).find(|j| *j != i && cluster.node_running(*j)),
     };
     let tables = if tables.is_empty() {
-        coldswap_db::seed::BASE_ROWS.iter().map(|(d, t, _)| (d.to_string(), t.to_string())).collect()
+        coldswap_dataset::BASE_ROWS.iter().map(|(d, t, _)| (d.to_string(), t.to_string())).collect()
     } else {
         tables
             .iter()

@@ -93,7 +93,7 @@ fn build_config(a: DrillArgs) -> Result<(DrillConfig, Option<String>)> {
     let (mut cfg, text) = if a.config.exists() {
         let (c, t) = DrillConfig::load(&a.config)?;
         (c, Some(t))
-    } else if a.config == PathBuf::from("drill.toml") {
+    } else if a.config == std::path::Path::new("drill.toml") {
         (DrillConfig::default(), None)
     } else {
         bail!("config {} does not exist", a.config.display());
@@ -115,10 +115,18 @@ fn build_config(a: DrillArgs) -> Result<(DrillConfig, Option<String>)> {
     }
     // name:tag is an image (container backend); anything else a version or a tarball dir.
     if let Some(v) = a.from {
-        if v.contains(':') { cfg.cluster.from_image = v } else { cfg.cluster.from = v }
+        if v.contains(':') {
+            cfg.cluster.from_image = v
+        } else {
+            cfg.cluster.from = v
+        }
     }
     if let Some(v) = a.to {
-        if v.contains(':') { cfg.cluster.to_image = v } else { cfg.cluster.to = v }
+        if v.contains(':') {
+            cfg.cluster.to_image = v
+        } else {
+            cfg.cluster.to = v
+        }
     }
     if let Some(v) = a.scale {
         cfg.data.scale = v;
@@ -166,9 +174,9 @@ fn build_config(a: DrillArgs) -> Result<(DrillConfig, Option<String>)> {
         cfg.api.deadline_ms = v;
     }
     if let Some(k) = a.kill_switch {
-        let (t, at) = k
-            .split_once('@')
-            .ok_or_else(|| anyhow::anyhow!("invalid --kill-switch '{k}': expected NAME@DURATION, such as notify_schedules@60s"))?;
+        let (t, at) = k.split_once('@').ok_or_else(|| {
+            anyhow::anyhow!("invalid --kill-switch '{k}': expected NAME@DURATION, such as notify_schedules@60s")
+        })?;
         cfg.kill_switch = Some(coldswap_drill::config::KillSwitchCfg { target: t.to_string(), at: at.to_string() });
     }
     if a.keep {
@@ -234,7 +242,12 @@ pub async fn capacity(mut a: CapacityArgs) -> Result<u8> {
     println!("\n{}", o.report.summary);
     for k in [("warm", &o.report.knee.warm), ("cold", &o.report.knee.cold)] {
         match k.1.first_failed_rate {
-            Some(f) => println!("  {}: SLO met up to {:.0} req/s, broken at {f:.0} ({})", k.0, k.1.last_ok_rate, k.1.broken_by.join(", ")),
+            Some(f) => println!(
+                "  {}: SLO met up to {:.0} req/s, broken at {f:.0} ({})",
+                k.0,
+                k.1.last_ok_rate,
+                k.1.broken_by.join(", ")
+            ),
             None => println!("  {}: SLO met at every step, up to {:.0} req/s", k.0, k.1.last_ok_rate),
         }
     }

@@ -87,7 +87,7 @@ pub async fn run(configs: &[PathBuf], out: Option<PathBuf>) -> Result<u8> {
         coldswap_drill::DrillConfig::load(c)?;
     }
     let out = out.unwrap_or_else(|| PathBuf::from("target/drill"));
-    let (dir, _) = coldswap_drill::run::make_out_dir(&out)?;
+    let (dir, _) = coldswap_drill::out::make_out_dir(&out)?;
     let names = names(configs);
     let exe = std::env::current_exe().context("cannot find the coldswap executable")?;
     let pass = passthrough_args();
@@ -114,7 +114,7 @@ pub async fn run(configs: &[PathBuf], out: Option<PathBuf>) -> Result<u8> {
     // Forward a signal to every drill (a terminal's Ctrl-C reaches them
     // anyway; a SIGTERM to this process alone would not).
     let pids: Vec<u32> = children.iter().filter_map(|c| c.id()).collect();
-    coldswap_db::signals::on_signal(move |sig| {
+    coldswap_signals::on_signal(move |sig| {
         for p in &pids {
             unsafe {
                 libc::kill(*p as i32, sig);
@@ -128,7 +128,7 @@ pub async fn run(configs: &[PathBuf], out: Option<PathBuf>) -> Result<u8> {
         tracing::info!("drill {n}: exit {code}");
         codes.push(code);
     }
-    let signal = coldswap_db::signals::received();
+    let signal = coldswap_signals::received();
     let mut drills = Vec::new();
     for ((c, n), code) in configs.iter().zip(&names).zip(&codes) {
         let rdir = dir.join(n).join("latest");
@@ -141,14 +141,13 @@ pub async fn run(configs: &[PathBuf], out: Option<PathBuf>) -> Result<u8> {
             report: format!("{n}/latest"),
             complete: report.as_ref().map(|r| r.complete).unwrap_or(false),
             passed: report.as_ref().map(|r| r.verdict.passed).unwrap_or(false),
-            headline: report.as_ref().map(|r| r.verdict.headline.clone()).unwrap_or_else(|| format!("no report; see {n}.log")),
+            headline: report
+                .as_ref()
+                .map(|r| r.verdict.headline.clone())
+                .unwrap_or_else(|| format!("no report; see {n}.log")),
         });
     }
-    let index = Index {
-        complete: drills.iter().all(|d| d.complete),
-        passed: drills.iter().all(|d| d.passed),
-        drills,
-    };
+    let index = Index { complete: drills.iter().all(|d| d.complete), passed: drills.iter().all(|d| d.passed), drills };
     write_index(&index, &dir)?;
     println!();
     for d in &index.drills {
@@ -162,7 +161,9 @@ pub async fn run(configs: &[PathBuf], out: Option<PathBuf>) -> Result<u8> {
 fn write_index(i: &Index, dir: &Path) -> Result<()> {
     let esc = coldswap_checker::render::esc;
     std::fs::write(dir.join("index.json"), serde_json::to_string_pretty(i)?)?;
-    let mut md = String::from("# coldswap drills in parallel\n\n| drill | verdict | complete | exit | report |\n|---|---|---|---|---|\n");
+    let mut md = String::from(
+        "# coldswap drills in parallel\n\n| drill | verdict | complete | exit | report |\n|---|---|---|---|---|\n",
+    );
     let mut html = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>coldswap drills</title><style>body{font:14px system-ui,sans-serif;margin:24px}\
          td,th{padding:4px 10px;border-bottom:1px solid #eee;text-align:left}</style></head><body><h1>coldswap drills in parallel</h1>\
@@ -194,7 +195,11 @@ mod tests {
 
     #[test]
     fn names_are_unique_stems() {
-        let n = names(&[PathBuf::from("drill.toml"), PathBuf::from("drills/import_queue.toml"), PathBuf::from("x/drill.toml")]);
+        let n = names(&[
+            PathBuf::from("drill.toml"),
+            PathBuf::from("drills/import_queue.toml"),
+            PathBuf::from("x/drill.toml"),
+        ]);
         assert_eq!(n, vec!["drill", "import_queue", "drill-2"]);
     }
 

@@ -43,7 +43,10 @@ pub async fn run(a: ExternalArgs) -> Result<u8> {
             } else {
                 for s in &st {
                     let repl = match &s.replication {
-                        Some(r) if r.healthy() => format!("replicating, {} s behind", r.seconds_behind.map(|x| x.to_string()).unwrap_or("?".into())),
+                        Some(r) if r.healthy() => format!(
+                            "replicating, {} s behind",
+                            r.seconds_behind.map(|x| x.to_string()).unwrap_or("?".into())
+                        ),
                         Some(r) => format!("replication BROKEN: {}", r.problem()),
                         None => "not replicating".into(),
                     };

@@ -4,7 +4,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use coldswap_client::run::{Load, LoadConfig, Model};
 use coldswap_client::{Endpoint, Recorder, RunResult, TierConfig};
-use coldswap_db::{signals, Cluster};
+use coldswap_db::Cluster;
+use coldswap_signals as signals;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -130,7 +131,11 @@ pub fn print_result(res: &RunResult) {
             let errs: Vec<String> = t.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!(
                 "  {:<22} {:>8} {:>8.1} {:>8.2} {:>9.2} {:>9.2} {:>9.2} {:>9.1}  {}",
-                if t.kind == coldswap_client::stats::Kind::Background { format!("[bg] {}", t.name) } else { t.name.clone() },
+                if t.kind == coldswap_client::stats::Kind::Background {
+                    format!("[bg] {}", t.name)
+                } else {
+                    t.name.clone()
+                },
                 t.count,
                 t.throughput_per_s,
                 t.error_rate * 100.0,
@@ -180,7 +185,7 @@ pub async fn run(a: LoadArgs) -> Result<u8> {
         let target: SocketAddr = format!("{}:{}", p.host, p.port).parse()?;
         let ep = Arc::new(Endpoint::start(target).await.context("cannot start the endpoint")?);
         let s = cluster.secrets();
-        let opts = coldswap_db::sql::tcp_options("127.0.0.1", ep.addr().port(), &s.app_user, &s.app_password);
+        let opts = coldswap_sql::tcp_options("127.0.0.1", ep.addr().port(), &s.app_user, &s.app_password);
         cluster.detach();
         let f = follow_cluster(ep.clone(), dir.clone());
         (opts, Some(ep), Some(f))
@@ -189,9 +194,11 @@ pub async fn run(a: LoadArgs) -> Result<u8> {
             bail!("target '{}' is neither a cluster run dir (no cluster.json there) nor host:port", a.target);
         }
         let addr = check_remote(&a.target, a.allow_remote)?;
-        let user = a.user.clone().ok_or_else(|| anyhow::anyhow!("a host:port target needs --user (and the password in ${})", a.password_env))?;
+        let user = a.user.clone().ok_or_else(|| {
+            anyhow::anyhow!("a host:port target needs --user (and the password in ${})", a.password_env)
+        })?;
         let pw = std::env::var(&a.password_env).unwrap_or_default();
-        (coldswap_db::sql::tcp_options(&addr.ip().to_string(), addr.port(), &user, &pw), None, None)
+        (coldswap_sql::tcp_options(&addr.ip().to_string(), addr.port(), &user, &pw), None, None)
     };
     let recorder = Arc::new(Recorder::new());
     let load = Load::prepare(mix, opts, cfg, recorder.clone()).await?;
@@ -203,7 +210,8 @@ pub async fn run(a: LoadArgs) -> Result<u8> {
     drop(endpoint);
     let res = recorder.snapshot();
     if let Some(out) = &a.out {
-        std::fs::write(out, serde_json::to_string_pretty(&res)?).with_context(|| format!("cannot write {}", out.display()))?;
+        std::fs::write(out, serde_json::to_string_pretty(&res)?)
+            .with_context(|| format!("cannot write {}", out.display()))?;
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&res)?);

@@ -3,8 +3,8 @@
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use coldswap_db::cluster::{BackendKind, Cluster, PromoteOptions, UpOptions};
-use coldswap_db::signals;
+use coldswap_db::{BackendKind, Cluster, PromoteOptions, UpOptions};
+use coldswap_signals as signals;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,7 +18,11 @@ mod report_cmd;
 mod seed_cmd;
 
 #[derive(Parser)]
-#[command(name = "coldswap", version, about = "Rehearse a MySQL upgrade-by-replica-promotion under live load, on cold storage")]
+#[command(
+    name = "coldswap",
+    version,
+    about = "Rehearse a MySQL upgrade-by-replica-promotion under live load, on cold storage"
+)]
 struct Cli {
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -144,7 +148,7 @@ pub struct ColdArgs {
 }
 
 fn parse_scale_arg(s: &str) -> std::result::Result<f64, String> {
-    coldswap_db::seed::parse_scale(s).map_err(|e| e.to_string())
+    coldswap_dataset::parse_scale(s).map_err(|e| e.to_string())
 }
 
 #[derive(Args, Clone)]
@@ -240,11 +244,7 @@ enum DistCmd {
 }
 
 fn parse_backend(s: &str) -> std::result::Result<BackendKind, String> {
-    match s {
-        "process" => Ok(BackendKind::Process),
-        "container" => Ok(BackendKind::Container),
-        other => Err(format!("unknown backend '{other}' (process or container)")),
-    }
+    s.parse()
 }
 
 fn parse_ports(s: &str) -> std::result::Result<(u16, u16), String> {

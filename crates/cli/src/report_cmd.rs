@@ -65,7 +65,10 @@ pub fn compare(a: CompareArgs) -> Result<u8> {
     }
     let n = c.regressions.len() + c.newly_failing.len();
     if n > 0 {
-        eprintln!("coldswap: {n} regression(s): {}", c.regressions.iter().chain(c.newly_failing.iter()).cloned().collect::<Vec<_>>().join("; "));
+        eprintln!(
+            "coldswap: {n} regression(s): {}",
+            c.regressions.iter().chain(c.newly_failing.iter()).cloned().collect::<Vec<_>>().join("; ")
+        );
         return Ok(4);
     }
     Ok(0)
@@ -77,12 +80,13 @@ pub fn report(cmd: ReportCmd) -> Result<u8> {
             let mut results = Vec::new();
             for p in &inputs {
                 let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-                let r: coldswap_client::RunResult =
-                    serde_json::from_str(&text).with_context(|| format!("{} is not a coldswap load result", p.display()))?;
+                let r: coldswap_client::RunResult = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a coldswap load result", p.display()))?;
                 results.push(r);
             }
             let m = coldswap_checker::merge::merge(&results)?;
-            std::fs::write(&out, serde_json::to_string_pretty(&m)?).with_context(|| format!("cannot write {}", out.display()))?;
+            std::fs::write(&out, serde_json::to_string_pretty(&m)?)
+                .with_context(|| format!("cannot write {}", out.display()))?;
             crate::load_cmd::print_result(&m);
             println!("merged {} shards into {}", inputs.len(), out.display());
             Ok(0)

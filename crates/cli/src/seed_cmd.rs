@@ -1,13 +1,14 @@
 //! `coldswap seed`
 
 use anyhow::Result;
-use coldswap_db::{signals, Cluster};
+use coldswap_db::Cluster;
+use coldswap_signals as signals;
 use std::io::IsTerminal;
 use std::path::Path;
 
 pub async fn run(run_dir: &Path, scale: f64, replace: bool, json: bool) -> Result<u8> {
     let cluster = Cluster::open(run_dir)?;
-    let total = coldswap_db::seed::Counts::at(scale).total();
+    let total = coldswap_dataset::Counts::at(scale).total();
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(

@@ -13,25 +13,39 @@ fn cold_capacity_is_below_warm_and_the_knee_is_reported() {
     let (code, stdout, stderr) = cli(
         &[
             "capacity",
-            "--backend", "process",
-            "--scale", "0.1",
-            "--buffer-pool-mb", "64",
-            "--mix", mix.to_str().unwrap(),
-            "--users", "32",
-            "--storage-concurrency", "2",
-            "--start-rate", "25",
-            "--step-factor", "2",
-            "--max-steps", "6",
-            "--step", "6s",
-            "--slo-p99-ms", "150",
-            "--slo-error-pct", "1",
-            "--out", out.to_str().unwrap(),
+            "--backend",
+            "process",
+            "--scale",
+            "0.1",
+            "--buffer-pool-mb",
+            "64",
+            "--mix",
+            mix.to_str().unwrap(),
+            "--users",
+            "32",
+            "--storage-concurrency",
+            "2",
+            "--start-rate",
+            "25",
+            "--step-factor",
+            "2",
+            "--max-steps",
+            "6",
+            "--step",
+            "6s",
+            "--slo-p99-ms",
+            "150",
+            "--slo-error-pct",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
         ],
         &dir,
     );
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     let latest = out.join("latest");
-    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(latest.join("capacity.json")).unwrap()).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(latest.join("capacity.json")).unwrap()).unwrap();
     assert_eq!(j["complete"], true, "{j}");
     let warm = j["warm_capacity"].as_f64().unwrap();
     let cold = j["cold_capacity"].as_f64().unwrap();

@@ -8,10 +8,10 @@
 mod common;
 use common::*;
 
-use coldswap_db::cluster::{Cluster, UpOptions};
-use coldswap_db::sql;
+use coldswap_db::{Cluster, UpOptions};
 use coldswap_nemesis::cold::{self, ColdConfig};
 use coldswap_nemesis::warm::{self, Technique, WarmInputs};
+use coldswap_sql as sql;
 use std::time::Instant;
 
 const SCAN: &str = "SELECT SUM(CRC32(query)) FROM api.jobs";
@@ -71,10 +71,20 @@ async fn first_touch_penalty_and_warming() {
     // InnoDB's page count needs, at most the file (read-ahead reads whole
     // extents); the counters agree with the bitmap (plus a few blocks of
     // other files the server read on the way).
-    let file = std::fs::metadata(cluster.node(r).datadir().join("api/jobs.ibd")).unwrap().len().div_ceil(cfg.block_bytes());
-    eprintln!("table: {blocks} blocks of pages, {file} blocks of file; warmed by the scan {warmed}, counted {}", d.cold_blocks);
+    let file = std::fs::metadata(cluster.files().unwrap().datadir(cluster.node(r)).join("api/jobs.ibd"))
+        .unwrap()
+        .len()
+        .div_ceil(cfg.block_bytes());
+    eprintln!(
+        "table: {blocks} blocks of pages, {file} blocks of file; warmed by the scan {warmed}, counted {}",
+        d.cold_blocks
+    );
     assert!(warmed * 10 >= blocks * 9 && warmed <= file, "warmed {warmed}: pages need {blocks}, file has {file}");
-    assert!(d.cold_blocks >= warmed && d.cold_blocks <= warmed + warmed / 10 + 16, "counters {} vs bitmap {warmed}", d.cold_blocks);
+    assert!(
+        d.cold_blocks >= warmed && d.cold_blocks <= warmed + warmed / 10 + 16,
+        "counters {} vs bitmap {warmed}",
+        d.cold_blocks
+    );
 
     // Warm: same volume, empty buffer pool again (best of two runs).
     cluster.restart_node(r).await.unwrap();
@@ -94,19 +104,22 @@ async fn first_touch_penalty_and_warming() {
     );
     eprintln!("time spent in first-touch waits: {:.3} s", d.wait_seconds);
     // The emulator waited B x 1 ms / concurrency in all (timer within 5%) ...
-    assert!((d.wait_seconds - predicted).abs() <= predicted * 0.05, "waited {:.3} s, predicted {predicted:.3} s", d.wait_seconds);
+    assert!(
+        (d.wait_seconds - predicted).abs() <= predicted * 0.05,
+        "waited {:.3} s, predicted {predicted:.3} s",
+        d.wait_seconds
+    );
     // ... and the scan cannot finish before the waits do. (It is not always
     // warm + penalty: InnoDB's read-ahead threads pay the fetches while the
     // scanning thread works, so up to the warm scan's own time overlaps.)
     assert!(cold_s >= predicted, "cold scan {cold_s:.3} s shorter than the penalty {predicted:.3} s");
-    assert!(cold_s > warm_s + predicted / 2.0, "cold {cold_s:.3} s vs warm {warm_s:.3} s, predicted penalty {predicted:.3} s");
+    assert!(
+        cold_s > warm_s + predicted / 2.0,
+        "cold {cold_s:.3} s vs warm {warm_s:.3} s, predicted penalty {predicted:.3} s"
+    );
 
     // Each warming technique, from a fresh restore.
-    let inputs = WarmInputs {
-        dump_from: Some(p),
-        tables: vec![("api".into(), "jobs".into())],
-        parallel: 4,
-    };
+    let inputs = WarmInputs { dump_from: Some(p), tables: vec![("api".into(), "jobs".into())], parallel: 4 };
     for t in [Technique::BufferPool, Technique::VolumeRead, Technique::Prefetch] {
         let vol = cold::make_cold(&mut cluster, r, &cfg, true).await.unwrap();
         assert!(vol.warm_blocks("api/jobs.ibd") < blocks / 20);
@@ -116,7 +129,10 @@ async fn first_touch_penalty_and_warming() {
         let c2 = vol.counters();
         let after = scan(&cluster, r).await;
         let da = vol.counters().since(&c2);
-        eprintln!("{t}: warm-up {:.3} s ({}); scan after {after:.3} s (warm {warm_s:.3} s), {} cold blocks", rep.seconds, rep.detail, da.cold_blocks);
+        eprintln!(
+            "{t}: warm-up {:.3} s ({}); scan after {after:.3} s (warm {warm_s:.3} s), {} cold blocks",
+            rep.seconds, rep.detail, da.cold_blocks
+        );
         assert!(da.cold_blocks * 20 <= blocks, "{t}: {} blocks still cold after warm-up", da.cold_blocks);
         assert!(after <= 1.5 * warm_s + 0.05, "{t}: scan after warm-up {after:.3} s vs warm {warm_s:.3} s");
     }

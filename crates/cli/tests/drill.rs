@@ -8,14 +8,9 @@ use common::*;
 
 use coldswap_drill::config::KillSwitchCfg;
 use coldswap_drill::DrillConfig;
-use std::path::PathBuf;
 
 /// Drills run one at a time: two at once on 2 cores would skew the comparison.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn test_config(dir: &std::path::Path, background: &str) -> DrillConfig {
     // drill.toml's defaults at half the data and buffer pool, 350 req/s,
@@ -58,7 +53,7 @@ fn settled(o: &coldswap_drill::Outcome, phase: &str) -> (f64, f64) {
     let n: u64 = late.iter().map(|s| s.count).sum();
     let e: u64 = late.iter().map(|s| s.errors).sum();
     let mut p: Vec<f64> = late.iter().filter(|s| s.count > 0).map(|s| s.p99_ms).collect();
-    p.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    p.sort_by(|a, b| a.total_cmp(b));
     (if n == 0 { 1.0 } else { e as f64 / n as f64 }, p.get(p.len() / 2).copied().unwrap_or(f64::MAX))
 }
 
@@ -68,7 +63,7 @@ fn cold(o: &coldswap_drill::Outcome) -> &coldswap_checker::report::Phase {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_2017_scan_is_named_and_its_fix_does_better() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let dir = test_dir("drill");
     // The 2017 dispatcher.
     let a = coldswap_drill::run(scan_config(&dir, "notify_schedules"), None).await.expect("drill");
@@ -82,7 +77,8 @@ async fn the_2017_scan_is_named_and_its_fix_does_better() {
     let scan = r.lint.iter().find(|l| l.transaction == "notify_schedules").expect("lint of notify_schedules");
     assert!(scan.full_scan && scan.scanned_tables == vec!["schedules".to_string()], "{scan:?}");
     assert!(scan.est_cold_cost_ms > 1000.0, "{scan:?}");
-    let fixed_lint = r.lint.iter().find(|l| l.transaction == "notify_schedules_fixed").expect("lint of the fixed query");
+    let fixed_lint =
+        r.lint.iter().find(|l| l.transaction == "notify_schedules_fixed").expect("lint of the fixed query");
     assert!(!fixed_lint.full_scan, "{fixed_lint:?}");
     assert!(r.lint.iter().filter(|l| l.full_scan).all(|l| l.transaction == "notify_schedules"), "{:?}", r.lint);
     // The heaviest hitter of the cold phase is the scan, found in the server's digests.
@@ -91,7 +87,8 @@ async fn the_2017_scan_is_named_and_its_fix_does_better() {
     assert_eq!(h.transaction.as_deref(), Some("notify_schedules"), "{h:?}");
     assert!(h.digest_text.contains("schedules"));
     // The report files exist and the JSON has the contract keys.
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.dir.join("report.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.dir.join("report.json")).unwrap()).unwrap();
     for k in ["cluster", "switchover", "phases", "comparison", "heaviest_hitter", "lint", "thresholds"] {
         assert!(json.get(k).is_some(), "report.json lacks {k}");
     }
@@ -135,10 +132,21 @@ async fn the_2017_scan_is_named_and_its_fix_does_better() {
     let (ca, cb) = (cold(&a), cold(&b));
     eprintln!(
         "cold phase: original {} errors of {} ({:.2}%), p99 {:.1} ms; fixed {} of {} ({:.2}%), p99 {:.1} ms",
-        ca.errors, ca.requests, ca.error_rate * 100.0, ca.p99_ms, cb.errors, cb.requests, cb.error_rate * 100.0, cb.p99_ms
+        ca.errors,
+        ca.requests,
+        ca.error_rate * 100.0,
+        ca.p99_ms,
+        cb.errors,
+        cb.requests,
+        cb.error_rate * 100.0,
+        cb.p99_ms
     );
     let ((ea, ta), (eb, tb)) = (settled(&a, "cold"), settled(&b, "cold"));
-    eprintln!("settled cold phase: original {:.2}% errors, p99 {ta:.1} ms; fixed {:.2}% errors, p99 {tb:.1} ms", ea * 100.0, eb * 100.0);
+    eprintln!(
+        "settled cold phase: original {:.2}% errors, p99 {ta:.1} ms; fixed {:.2}% errors, p99 {tb:.1} ms",
+        ea * 100.0,
+        eb * 100.0
+    );
     // The original's piled-up cold scans take the API down; the fixed one's do not.
     assert!(ca.errors > 0, "the original dispatcher failed no cold requests");
     assert!(cb.error_rate < ca.error_rate, "cold error rate: fixed {} vs original {}", cb.error_rate, ca.error_rate);
@@ -150,7 +158,7 @@ async fn the_2017_scan_is_named_and_its_fix_does_better() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kill_switch_brings_the_error_rate_down() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let dir = test_dir("killswitch");
     let mut c = test_config(&dir, "notify_schedules");
     c.phases.cold = "45s".into();

@@ -6,10 +6,6 @@
 mod common;
 use common::*;
 
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
-
 fn ext(args: &[&str], dir: &std::path::Path, pw: &str) -> (i32, String, String) {
     let out = std::process::Command::new(bin())
         .args(args)
@@ -18,14 +14,19 @@ fn ext(args: &[&str], dir: &std::path::Path, pw: &str) -> (i32, String, String) 
         .env("STAGING_PW", pw)
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
 fn existing_servers_upgraded_and_promoted_through_hooks() {
     let dir = test_dir("external");
     let run = dir.join("staging");
-    let (code, out, err) = cli(&["cluster", "up", "--run-dir", run.to_str().unwrap(), "--json", "--buffer-pool-mb", "32"], &dir);
+    let (code, out, err) =
+        cli(&["cluster", "up", "--run-dir", run.to_str().unwrap(), "--json", "--buffer-pool-mb", "32"], &dir);
     assert_eq!(code, 0, "{err}");
     let up = json(&out);
     let port = |i: usize| up["nodes"][i]["port"].as_u64().unwrap();
@@ -99,7 +100,10 @@ fn remote_servers_need_an_explicit_opt_in() {
     let (code, out, err) = ext(&["external", "status"], &dir, "pw");
     assert_ne!(code, 0, "{out}");
     let line = last_line(&err);
-    assert!(line.contains("10.255.1.2:3306") && line.contains("not on loopback") && line.contains("--allow-remote"), "{err}");
+    assert!(
+        line.contains("10.255.1.2:3306") && line.contains("not on loopback") && line.contains("--allow-remote"),
+        "{err}"
+    );
     // Refused by the address check, before any connection: no "cannot connect".
     assert!(!err.contains("cannot connect"), "{err}");
     // A malformed file names its line.

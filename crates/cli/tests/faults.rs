@@ -8,16 +8,12 @@ use common::*;
 
 use coldswap_client::run::{Load, LoadConfig};
 use coldswap_client::{Endpoint, Recorder};
-use coldswap_db::cluster::{Cluster, PromoteOptions, UpOptions};
 use coldswap_db::Role;
-use sqlx::{Connection, Executor};
+use coldswap_db::{Cluster, PromoteOptions, UpOptions};
+use sqlx::Executor;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 async fn cluster_in(dir: &std::path::Path) -> Cluster {
     let mut opts = UpOptions::new(dir.join("run"), FROM);
@@ -25,17 +21,9 @@ async fn cluster_in(dir: &std::path::Path) -> Cluster {
     Cluster::up(opts).await.expect("cluster up").0
 }
 
-async fn app(c: &Cluster, i: usize) -> sqlx::MySqlConnection {
-    sqlx::MySqlConnection::connect_with(&c.app_options(i)).await.expect("app connection")
-}
-
-async fn admin(c: &Cluster, i: usize) -> sqlx::MySqlConnection {
-    c.admin(i).await.expect("admin connection")
-}
-
 async fn make_table(c: &Cluster) {
     let p = c.primary_index().unwrap();
-    let mut conn = app(c, p).await;
+    let mut conn = app_conn(c, p).await;
     conn.execute("CREATE DATABASE faults").await.unwrap();
     conn.execute("CREATE TABLE faults.t (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
     c.verify_replication(Duration::from_secs(20)).await.unwrap();
@@ -49,7 +37,7 @@ async fn the_primary_killed_mid_load_is_survived_and_its_errors_classified() {
     let p = cluster.primary_index().unwrap();
     let ep = Endpoint::start(cluster.node(p).addr().parse().unwrap()).await.unwrap();
     let s = cluster.secrets().clone();
-    let opts = coldswap_db::sql::tcp_options("127.0.0.1", ep.addr().port(), &s.app_user, &s.app_password);
+    let opts = coldswap_sql::tcp_options("127.0.0.1", ep.addr().port(), &s.app_user, &s.app_password);
     let mix = coldswap_client::run::load_mix(&repo().join("loadtests/api.toml")).unwrap();
     let rec = Arc::new(Recorder::new());
     let cfg = LoadConfig { users: 8, duration: Some(Duration::from_secs(8)), ..Default::default() };
@@ -77,7 +65,11 @@ async fn the_primary_killed_mid_load_is_survived_and_its_errors_classified() {
         .iter()
         .map(|k| classes.get(*k).copied().unwrap_or(0))
         .sum();
-    assert!(classes.get("connection_refused").copied().unwrap_or(0) + classes.get("connection_reset").copied().unwrap_or(0) > 0, "{classes:?}");
+    assert!(
+        classes.get("connection_refused").copied().unwrap_or(0) + classes.get("connection_reset").copied().unwrap_or(0)
+            > 0,
+        "{classes:?}"
+    );
     assert_eq!(dead, e, "unclassified failures: {classes:?}");
     // The results serialize (a report can be written) and the timeline shows the fault.
     let json = serde_json::to_string(&res).unwrap();
@@ -97,11 +89,11 @@ async fn broken_replication_is_reported_and_promotion_refused() {
     // A row written on the replica outside replication, then the same key on
     // the primary: the replica's SQL thread stops on a duplicate key.
     {
-        let mut c = admin(&cluster, r).await;
+        let mut c = admin_conn(&cluster, r).await;
         c.execute("SET SESSION sql_log_bin=0").await.unwrap();
         c.execute("INSERT INTO faults.t VALUES (5, 'replica-only')").await.unwrap();
     }
-    app(&cluster, p).await.execute("INSERT INTO faults.t VALUES (5, 'primary')").await.unwrap();
+    app_conn(&cluster, p).await.execute("INSERT INTO faults.t VALUES (5, 'primary')").await.unwrap();
     let e = cluster.verify_replication(Duration::from_secs(20)).await.unwrap_err().to_string();
     assert!(e.contains("broken") && e.contains("Duplicate"), "{e}");
     let status = cluster.status().await;
@@ -110,7 +102,11 @@ async fn broken_replication_is_reported_and_promotion_refused() {
     let e = cluster.promote(&PromoteOptions::default(), |_| {}).await.unwrap_err().to_string();
     assert!(e.starts_with("refusing to promote: replication on node2 is broken") && e.contains("Duplicate"), "{e}");
     // Nothing was fenced.
-    app(&cluster, p).await.execute("INSERT INTO faults.t VALUES (6, 'still')").await.expect("primary still writable");
+    app_conn(&cluster, p)
+        .await
+        .execute("INSERT INTO faults.t VALUES (6, 'still')")
+        .await
+        .expect("primary still writable");
     assert_eq!(cluster.node(p).role, Role::Primary);
     cluster.down(false).await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
@@ -125,9 +121,9 @@ async fn a_switchover_that_cannot_catch_up_rolls_back_to_the_old_primary() {
     let r = cluster.replica_index().unwrap();
     // The replica's applier waits on a table lock: replication is healthy
     // but cannot apply, so the catch-up after the fence times out.
-    let mut locker = admin(&cluster, r).await;
+    let mut locker = admin_conn(&cluster, r).await;
     locker.execute("LOCK TABLES faults.t WRITE").await.unwrap();
-    app(&cluster, p).await.execute("INSERT INTO faults.t VALUES (1, 'stuck')").await.unwrap();
+    app_conn(&cluster, p).await.execute("INSERT INTO faults.t VALUES (1, 'stuck')").await.unwrap();
     // Guardrail: once the replica reports lag beyond the limit, promotion is
     // refused before anything is fenced.
     let mut waited = 0;
@@ -143,17 +139,29 @@ async fn a_switchover_that_cannot_catch_up_rolls_back_to_the_old_primary() {
     let tight = PromoteOptions { max_lag_s: 1.0, catchup_timeout_s: 10.0, demote: false };
     let e = cluster.promote(&tight, |_| {}).await.unwrap_err().to_string();
     assert!(e.starts_with("refusing to promote: node2 lags") && e.contains("limit 1 s"), "{e}");
-    app(&cluster, p).await.execute("INSERT INTO faults.t VALUES (7, 'not fenced')").await.expect("primary writable after a refusal");
+    app_conn(&cluster, p)
+        .await
+        .execute("INSERT INTO faults.t VALUES (7, 'not fenced')")
+        .await
+        .expect("primary writable after a refusal");
     let opts = PromoteOptions { max_lag_s: 60.0, catchup_timeout_s: 1.0, demote: false };
     let mut swapped = false;
     let e = cluster.promote(&opts, |_| swapped = true).await.unwrap_err().to_string();
     assert!(!swapped, "the endpoint was swapped to a replica that had not caught up");
-    assert!(e.contains("did not catch up") && e.contains("rolled back") && e.contains("node1 is the primary again"), "{e}");
+    assert!(
+        e.contains("did not catch up") && e.contains("rolled back") && e.contains("node1 is the primary again"),
+        "{e}"
+    );
     // The old primary takes writes again; the replica stays a read-only replica.
-    app(&cluster, p).await.execute("INSERT INTO faults.t VALUES (2, 'after-rollback')").await.expect("old primary writable again");
+    app_conn(&cluster, p)
+        .await
+        .execute("INSERT INTO faults.t VALUES (2, 'after-rollback')")
+        .await
+        .expect("old primary writable again");
     assert_eq!(cluster.node(p).role, Role::Primary);
     assert_eq!(cluster.node(r).role, Role::Replica);
-    let err = app(&cluster, r).await.execute("INSERT INTO faults.t VALUES (3, 'x')").await.unwrap_err().to_string();
+    let err =
+        app_conn(&cluster, r).await.execute("INSERT INTO faults.t VALUES (3, 'x')").await.unwrap_err().to_string();
     assert!(err.contains("read-only") || err.contains("1290"), "{err}");
     // Once the lock goes, the replica catches up and a switchover succeeds.
     locker.execute("UNLOCK TABLES").await.unwrap();
@@ -198,7 +206,10 @@ fn a_full_disk_under_the_run_dir_is_a_clear_error() {
     assert!(line.contains("no space"), "{err}");
     assert_eq!(err.trim().lines().filter(|l| l.starts_with("coldswap:") || l.starts_with("error")).count(), 1, "{err}");
     assert!(servers_under(&dir).is_empty(), "servers left");
-    assert!(!run.exists() || std::fs::read_dir(&run).map(|mut d| d.next().is_none()).unwrap_or(true), "run dir left behind");
+    assert!(
+        !run.exists() || std::fs::read_dir(&run).map(|mut d| d.next().is_none()).unwrap_or(true),
+        "run dir left behind"
+    );
     drop(_guard);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,15 +5,11 @@ use common::*;
 
 use coldswap_client::run::{Load, LoadConfig};
 use coldswap_client::{Endpoint, Recorder, TierConfig};
-use coldswap_db::cluster::{Cluster, PromoteOptions, UpOptions};
+use coldswap_db::{Cluster, PromoteOptions, UpOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 async fn seeded_cluster(name: &str) -> (Cluster, PathBuf) {
     let dir = test_dir(name);
@@ -30,7 +26,7 @@ fn addr_of(c: &Cluster, i: usize) -> SocketAddr {
 
 fn app_opts(c: &Cluster, ep: &Endpoint) -> sqlx::mysql::MySqlConnectOptions {
     let s = c.secrets();
-    coldswap_db::sql::tcp_options("127.0.0.1", ep.addr().port(), &s.app_user, &s.app_password)
+    coldswap_sql::tcp_options("127.0.0.1", ep.addr().port(), &s.app_user, &s.app_password)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,7 +62,8 @@ async fn api_mix_runs_every_transaction_with_its_weight() {
     assert!(res.timeline.len() >= 7);
     assert_eq!(res.timeline.iter().map(|s| s.count).sum::<u64>(), total);
     // Acknowledged writes were recorded for the ledger.
-    let writes: u64 = ["issue_job", "finish_job", "create_table", "bulk_import_commit"].iter().map(|n| ph.txn(n).unwrap().ok).sum();
+    let writes: u64 =
+        ["issue_job", "finish_job", "create_table", "bulk_import_commit"].iter().map(|n| ph.txn(n).unwrap().ok).sum();
     assert_eq!(res.acked_writes.len() as u64, writes);
     cluster.down(false).await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
@@ -148,14 +145,26 @@ async fn swapping_the_endpoint_keeps_the_run_going() {
     }
     assert!(!classes.contains_key("other") && !classes.contains_key("sql_error"), "unclassified: {classes:?}");
     assert!(
-        classes.keys().all(|k| ["read_only", "connection_reset", "connection_refused", "deadline_exceeded", "pool_exhausted"].contains(&k.as_str())),
+        classes.keys().all(|k| [
+            "read_only",
+            "connection_reset",
+            "connection_refused",
+            "deadline_exceeded",
+            "pool_exhausted"
+        ]
+        .contains(&k.as_str())),
         "{classes:?}"
     );
     // After the swap every request succeeds on the new primary.
     let after = res.phase("after").unwrap();
     let (n, e) = after.total_requests();
     assert!(n > 100, "after: {n} requests");
-    assert_eq!(e, 0, "errors after the swap: {:?}", after.transactions.iter().flat_map(|t| t.error_samples.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        e,
+        0,
+        "errors after the swap: {:?}",
+        after.transactions.iter().flat_map(|t| t.error_samples.clone()).collect::<Vec<_>>()
+    );
     assert_eq!(ep.target(), cluster.node(cluster.primary_index().unwrap()).addr().parse().unwrap());
     eprintln!("switchover: {:.3} s unavailable, errors {classes:?}", outcome.write_unavailable_seconds);
     cluster.down(false).await.unwrap();
@@ -169,7 +178,10 @@ fn malformed_mixes_fail_with_file_and_line() {
     let (code, _, err) = cli(&["load", "--mix", m.to_str().unwrap(), "--target", "127.0.0.1:1"], &dir);
     assert_eq!(code, 1);
     let line = last_line(&err);
-    assert!(line.contains("bad_param.toml:12: transaction 'show': parameter ':acount' is not a declared generator"), "{line}");
+    assert!(
+        line.contains("bad_param.toml:12: transaction 'show': parameter ':acount' is not a declared generator"),
+        "{line}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -4,16 +4,16 @@
 mod common;
 use common::*;
 
-use coldswap_db::cluster::{Cluster, UpOptions};
-use coldswap_db::seed::{checksums, Counts};
-use coldswap_db::sql;
+use coldswap_dataset::{checksums, Counts};
+use coldswap_db::{Cluster, UpOptions};
+use coldswap_sql as sql;
 
 const SCALE: f64 = 0.01;
 
 async fn counts_on(c: &Cluster, i: usize) -> Vec<(String, u64)> {
     let mut conn = c.admin(i).await.unwrap();
     let mut v = Vec::new();
-    for (db, t, _) in coldswap_db::seed::BASE_ROWS {
+    for (db, t, _) in coldswap_dataset::BASE_ROWS {
         let n = sql::query_i64(&mut conn, &format!("SELECT COUNT(*) FROM `{db}`.`{t}`")).await.unwrap();
         v.push((format!("{db}.{t}"), n as u64));
     }

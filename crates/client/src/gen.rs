@@ -14,7 +14,7 @@
 //! | `database_of`   | a database id of `account`                                |
 //! | `unique`        | an id unique to this write (for the write ledger)         |
 
-use coldswap_db::seed::{self, Counts, DATABASES_PER_ACCOUNT, USERS_PER_ACCOUNT};
+use coldswap_dataset::{self as seed, Counts, DATABASES_PER_ACCOUNT, USERS_PER_ACCOUNT};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,9 +37,10 @@ impl GenKind {
     pub fn table(&self) -> Option<&str> {
         match self {
             GenKind::Zipf { table } | GenKind::Uniform { table } | GenKind::Recent { table, .. } => Some(table),
-            GenKind::ApiKey { .. } | GenKind::SessionToken { .. } | GenKind::UserOf { .. } | GenKind::DatabaseOf { .. } => {
-                Some("accounts")
-            }
+            GenKind::ApiKey { .. }
+            | GenKind::SessionToken { .. }
+            | GenKind::UserOf { .. }
+            | GenKind::DatabaseOf { .. } => Some("accounts"),
             _ => None,
         }
     }
@@ -109,10 +110,7 @@ impl Generators {
     /// `shard` (0-based) keeps unique ids apart when several load machines
     /// write at once.
     pub fn new(specs: Vec<GenSpec>, counts: Counts, shard: u32) -> Generators {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         // 31 bits of time, 4 of shard, 28 of sequence: unique across runs and shards.
         let unique_base = ((secs & 0x7FFF_FFFF) << 32) | (((shard as u64) & 0xF) << 28);
         Generators { specs, counts, unique_base, unique_next: AtomicU64::new(1) }

@@ -290,13 +290,21 @@ pub fn split_params(sql: &str) -> (String, Vec<String>, Vec<String>) {
 impl Mix {
     pub fn load(path: &Path) -> Result<Mix, MixError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| MixError { file: file.clone(), line: 0, message: format!("cannot read: {e}") })?;
+        let text = std::fs::read_to_string(path).map_err(|e| MixError {
+            file: file.clone(),
+            line: 0,
+            message: format!("cannot read: {e}"),
+        })?;
         Mix::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Mix, MixError> {
         let file = path.display().to_string();
-        let err = |span: std::ops::Range<usize>, message: String| MixError { file: file.clone(), line: line_of(text, span.start), message };
+        let err = |span: std::ops::Range<usize>, message: String| MixError {
+            file: file.clone(),
+            line: line_of(text, span.start),
+            message,
+        };
         let raw: RawMix = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
             MixError { file: file.clone(), line, message: e.message().trim().to_string() }
@@ -318,8 +326,10 @@ impl Mix {
             }
             let table = g.table.as_ref().map(|t| t.get_ref().clone());
             let need_table = |what: &str| -> Result<String, MixError> {
-                let t = table.clone().ok_or_else(|| err(g.kind.span(), format!("generator '{name}': kind '{what}' needs table = \"...\"")))?;
-                if !coldswap_db::seed::BASE_ROWS.iter().any(|(_, n, _)| *n == t) {
+                let t = table.clone().ok_or_else(|| {
+                    err(g.kind.span(), format!("generator '{name}': kind '{what}' needs table = \"...\""))
+                })?;
+                if !coldswap_dataset::BASE_ROWS.iter().any(|(_, n, _)| *n == t) {
                     return Err(err(
                         g.table.as_ref().unwrap().span(),
                         format!("generator '{name}': unknown table '{t}' (not in the seeded dataset)"),
@@ -328,7 +338,9 @@ impl Mix {
                 Ok(t)
             };
             let base = |key: &Option<Spanned<String>>| -> Result<usize, MixError> {
-                let k = key.as_ref().ok_or_else(|| err(g.kind.span(), format!("generator '{name}': needs account = \"<zipf generator>\"")))?;
+                let k = key.as_ref().ok_or_else(|| {
+                    err(g.kind.span(), format!("generator '{name}': needs account = \"<zipf generator>\""))
+                })?;
                 names.get(k.get_ref()).copied().ok_or_else(|| {
                     err(k.span(), format!("generator '{name}': '{}' is not a generator declared above it", k.get_ref()))
                 })
@@ -396,7 +408,9 @@ impl Mix {
                         list.push((s.clone(), st.span()));
                     }
                 }
-                (Some(s), Some(_)) => return Err(err(s.span(), format!("{what} '{owner}': give either sql or steps, not both"))),
+                (Some(s), Some(_)) => {
+                    return Err(err(s.span(), format!("{what} '{owner}': give either sql or steps, not both")))
+                }
                 (None, None) => return Err(err(at, format!("{what} '{owner}': missing sql (or steps)"))),
             }
             if list.is_empty() {
@@ -438,14 +452,20 @@ impl Mix {
             let t = t.get_ref();
             let name = t.name.get_ref().clone();
             if !name_ok(&name) {
-                return Err(err(t.name.span(), format!("transaction name '{name}' must be letters, digits, '_' or '-'")));
+                return Err(err(
+                    t.name.span(),
+                    format!("transaction name '{name}' must be letters, digits, '_' or '-'"),
+                ));
             }
             if !seen.insert(name.clone()) {
                 return Err(err(t.name.span(), format!("duplicate transaction or background job name '{name}'")));
             }
             let w = *t.weight.get_ref();
             if !(1..=10_000).contains(&w) {
-                return Err(err(t.weight.span(), format!("transaction '{name}': weight must be a whole number from 1 to 10000, not {w}")));
+                return Err(err(
+                    t.weight.span(),
+                    format!("transaction '{name}': weight must be a whole number from 1 to 10000, not {w}"),
+                ));
             }
             let steps = compile("transaction", &name, &t.sql, &t.steps, span.clone())?;
             let ledger = match &t.ledger {
@@ -470,14 +490,20 @@ impl Mix {
             let b = b.get_ref();
             let name = b.name.get_ref().clone();
             if !name_ok(&name) {
-                return Err(err(b.name.span(), format!("background job name '{name}' must be letters, digits, '_' or '-'")));
+                return Err(err(
+                    b.name.span(),
+                    format!("background job name '{name}' must be letters, digits, '_' or '-'"),
+                ));
             }
             if !seen.insert(name.clone()) {
                 return Err(err(b.name.span(), format!("duplicate transaction or background job name '{name}'")));
             }
             let p = *b.period_ms.get_ref();
             if p <= 0 {
-                return Err(err(b.period_ms.span(), format!("background job '{name}': period_ms must be positive, not {p}")));
+                return Err(err(
+                    b.period_ms.span(),
+                    format!("background job '{name}': period_ms must be positive, not {p}"),
+                ));
             }
             let timeout = match &b.timeout_ms {
                 Some(t) if *t.get_ref() <= 0 => {
@@ -499,7 +525,11 @@ impl Mix {
             });
         }
         if transactions.is_empty() {
-            return Err(MixError { file: file.clone(), line: 1, message: "the mix declares no [[transaction]]".into() });
+            return Err(MixError {
+                file: file.clone(),
+                line: 1,
+                message: "the mix declares no [[transaction]]".into(),
+            });
         }
         let api_nodes = match &raw.api {
             Some(a) => {
@@ -545,7 +575,11 @@ impl Mix {
     /// INTO/UPDATE), for targeted prefetch.
     pub fn tables(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
-        let all = self.transactions.iter().flat_map(|t| t.steps.iter()).chain(self.background.iter().flat_map(|b| b.steps.iter()));
+        let all = self
+            .transactions
+            .iter()
+            .flat_map(|t| t.steps.iter())
+            .chain(self.background.iter().flat_map(|b| b.steps.iter()));
         for s in all {
             let words: Vec<String> = s
                 .sql
@@ -622,7 +656,9 @@ sql = "SELECT COUNT(*) FROM schedules"
 
     #[test]
     fn params_skip_quotes_and_comments() {
-        let (q, p) = extract_params("SELECT ':x', `a:b`, \"c:d\" FROM t WHERE a = :a -- :b\n AND b=:b_2 /* :c */ AND t > '10:00'");
+        let (q, p) = extract_params(
+            "SELECT ':x', `a:b`, \"c:d\" FROM t WHERE a = :a -- :b\n AND b=:b_2 /* :c */ AND t > '10:00'",
+        );
         assert_eq!(p, vec!["a", "b_2"]);
         assert_eq!(q, "SELECT ':x', `a:b`, \"c:d\" FROM t WHERE a = ? -- :b\n AND b=? /* :c */ AND t > '10:00'");
         let (_, p) = extract_params("SELECT @x:=1, a::int");
@@ -638,7 +674,12 @@ sql = "SELECT COUNT(*) FROM schedules"
         let e = err_of(&OK.replace("kind = \"zipf\"", "kind = \"zipff\""));
         assert!(e.starts_with("t.toml:6: generator 'account': unknown kind 'zipff'"), "{e}");
         let e = err_of(&OK.replace(":key AND", ":kee AND"));
-        assert!(e.starts_with("t.toml:15: transaction 'auth': parameter ':kee' is not a declared generator (declared: account, key)"), "{e}");
+        assert!(
+            e.starts_with(
+                "t.toml:15: transaction 'auth': parameter ':kee' is not a declared generator (declared: account, key)"
+            ),
+            "{e}"
+        );
         let e = err_of(&OK.replace("weight = 3", "weight = 0"));
         assert!(e.starts_with("t.toml:14: transaction 'auth': weight must be a whole number"), "{e}");
         let e = err_of(&OK.replace("weight = 3", "weight = -2"));

@@ -106,7 +106,12 @@ impl Queue {
     pub fn new(opts: sqlx::mysql::MySqlConnectOptions, cfg: QueueConfig, recorder: Arc<Recorder>) -> Queue {
         let tier = Tier::new(
             opts,
-            TierConfig { pool_size: cfg.pool_size, deadline_ms: cfg.deadline_ms, acquire_timeout_ms: cfg.deadline_ms, ..Default::default() },
+            TierConfig {
+                pool_size: cfg.pool_size,
+                deadline_ms: cfg.deadline_ms,
+                acquire_timeout_ms: cfg.deadline_ms,
+                ..Default::default()
+            },
         );
         Queue::through(tier, cfg, recorder)
     }
@@ -187,8 +192,11 @@ impl Queue {
             "UPDATE import_queue.tasks SET state = 'running', owner = :me, heartbeat_at = NOW(6), attempts = attempts + 1, updated_at = NOW(6) \
              WHERE state = 'queued' AND kind = :k ORDER BY id LIMIT 1",
         );
-        let mine = stmt("SELECT id FROM import_queue.tasks WHERE owner = :me AND state = 'running' ORDER BY id DESC LIMIT 1");
-        let beat = stmt("UPDATE import_queue.tasks SET heartbeat_at = NOW(6) WHERE id = :id AND owner = :me AND state = 'running'");
+        let mine =
+            stmt("SELECT id FROM import_queue.tasks WHERE owner = :me AND state = 'running' ORDER BY id DESC LIMIT 1");
+        let beat = stmt(
+            "UPDATE import_queue.tasks SET heartbeat_at = NOW(6) WHERE id = :id AND owner = :me AND state = 'running'",
+        );
         let done = stmt("UPDATE import_queue.tasks SET state = 'completed', updated_at = NOW(6) WHERE id = :id AND owner = :me AND state = 'running'");
         let mut rng = Rng::new(1000 + w as u64 + mode as u64 * 77);
         while !self.stop.load(Ordering::SeqCst) {
@@ -207,7 +215,10 @@ impl Queue {
             let work = Duration::from_millis(self.cfg.work_ms / 2 + rng.below(self.cfg.work_ms.max(1)));
             let started = Instant::now();
             while started.elapsed() < work && !self.stop.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(self.cfg.heartbeat_ms).min(work.saturating_sub(started.elapsed()))).await;
+                tokio::time::sleep(
+                    Duration::from_millis(self.cfg.heartbeat_ms).min(work.saturating_sub(started.elapsed())),
+                )
+                .await;
                 let v = vec![Some(Value::Int(id as i64)), Some(Value::Str(me.clone()))];
                 self.req("queue_heartbeat", &beat, &v).await;
             }
@@ -247,7 +258,8 @@ impl Queue {
         ));
         while !self.stop.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(self.cfg.reaper_period_ms)).await;
-            let ids = self.tier.query_all_u64(&list, &[Some(Value::Str(mode.as_str().into()))]).await.unwrap_or_default();
+            let ids =
+                self.tier.query_all_u64(&list, &[Some(Value::Str(mode.as_str().into()))]).await.unwrap_or_default();
             for id in ids {
                 if self.cfg.reaper_gap_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(self.cfg.reaper_gap_ms)).await;
@@ -270,9 +282,15 @@ pub async fn anomalies(opts: &sqlx::mysql::MySqlConnectOptions, told: &Told) -> 
     let mut result: HashMap<Mode, (u64, u64, Vec<u64>)> = HashMap::new();
     for chunk in completed.chunks(1000) {
         let list: Vec<String> = chunk.iter().map(|(id, _)| id.to_string()).collect();
-        let rows = sqlx::Executor::fetch_all(&mut conn, format!("SELECT id, state FROM import_queue.tasks WHERE id IN ({})", list.join(",")).as_str()).await?;
-        let states: HashMap<u64, String> =
-            rows.iter().map(|r| (r.try_get::<u64, _>(0).unwrap_or(0), r.try_get::<String, _>(1).unwrap_or_default())).collect();
+        let rows = sqlx::Executor::fetch_all(
+            &mut conn,
+            format!("SELECT id, state FROM import_queue.tasks WHERE id IN ({})", list.join(",")).as_str(),
+        )
+        .await?;
+        let states: HashMap<u64, String> = rows
+            .iter()
+            .map(|r| (r.try_get::<u64, _>(0).unwrap_or(0), r.try_get::<String, _>(1).unwrap_or_default()))
+            .collect();
         for (id, mode) in chunk {
             let e = result.entry(*mode).or_default();
             e.0 += 1;

@@ -78,7 +78,7 @@ impl LoadConfig {
             bail!("users must be at least 1");
         }
         if let Model::Open { rate_per_s } = self.model {
-            if !(rate_per_s > 0.0) {
+            if rate_per_s.is_nan() || rate_per_s <= 0.0 {
                 bail!("the open model needs a positive arrival rate");
             }
         }
@@ -141,19 +141,19 @@ pub struct Load {
 /// Check every statement of the mix against the server (so a typo or a
 /// missing table fails before any load, with its place in the file) and
 /// read the dataset's row counts.
-pub async fn check_against(mix: &Mix, opts: &MySqlConnectOptions) -> Result<coldswap_db::seed::Counts> {
+pub async fn check_against(mix: &Mix, opts: &MySqlConnectOptions) -> Result<coldswap_dataset::Counts> {
     let mut conn = opts
         .clone()
         .database(&mix.database)
         .disable_statement_logging()
         .connect()
         .await
-        .map_err(|e| anyhow!("cannot connect to the load target: {}", coldswap_db::sql::describe(&e)))?;
+        .map_err(|e| anyhow!("cannot connect to the load target: {}", coldswap_sql::describe(&e)))?;
     let needs_dataset = mix.generators.iter().any(|g| g.kind.table().is_some());
-    let counts = match coldswap_db::seed::read_counts(&mut conn).await? {
+    let counts = match coldswap_dataset::read_counts(&mut conn).await? {
         Some(c) => c,
         None if needs_dataset => bail!("the target holds no seeded dataset (run `coldswap seed` first)"),
-        None => coldswap_db::seed::Counts::at(1e-9),
+        None => coldswap_dataset::Counts::at(1e-9),
     };
     let all = mix
         .transactions
@@ -163,7 +163,7 @@ pub async fn check_against(mix: &Mix, opts: &MySqlConnectOptions) -> Result<cold
     for (what, name, steps) in all {
         for s in steps {
             if let Err(e) = (&mut conn).prepare(s.sql.as_str()).await {
-                bail!("{}: {what} '{name}': {}", mix.at(s.line), coldswap_db::sql::describe(&e));
+                bail!("{}: {what} '{name}': {}", mix.at(s.line), coldswap_sql::describe(&e));
             }
         }
     }
@@ -182,7 +182,12 @@ fn needs_of(steps: &[Stmt], ledger: Option<usize>) -> Vec<usize> {
 impl Load {
     /// Check the mix against the endpoint and build the API tier.
     /// `opts` are the application user's options for the endpoint.
-    pub async fn prepare(mix: Mix, opts: MySqlConnectOptions, cfg: LoadConfig, recorder: Arc<Recorder>) -> Result<Load> {
+    pub async fn prepare(
+        mix: Mix,
+        opts: MySqlConnectOptions,
+        cfg: LoadConfig,
+        recorder: Arc<Recorder>,
+    ) -> Result<Load> {
         cfg.validate()?;
         if let Some(names) = &cfg.background {
             for n in names {
@@ -284,7 +289,11 @@ impl Load {
             let ctx = c0.clone();
             Box::pin(async move {
                 let i = user.weighted_users_index as u64;
-                let mut st = UserState { rng: Rng::new(ctx.cfg.seed.wrapping_mul(1_000_003) ^ i), next: None, interval: Duration::ZERO };
+                let mut st = UserState {
+                    rng: Rng::new(ctx.cfg.seed.wrapping_mul(1_000_003) ^ i),
+                    next: None,
+                    interval: Duration::ZERO,
+                };
                 if let Model::Open { rate_per_s } = ctx.cfg.model {
                     // This shard's share of the rate, spread evenly over its users.
                     let per_shard = rate_per_s / ctx.cfg.shard.1 as f64;
@@ -331,15 +340,15 @@ impl Load {
         config.no_status_codes = true;
         config.no_percentiles_over_time = true;
         goose::reset_killswitch();
-        if coldswap_db::signals::received().is_some() {
-            bail!(coldswap_db::signals::Interrupted(coldswap_db::signals::received().unwrap()));
+        if coldswap_signals::received().is_some() {
+            bail!(coldswap_signals::Interrupted(coldswap_signals::received().unwrap()));
         }
         let attack = GooseAttack::initialize_with_config(config).map_err(|e| anyhow!("goose: {e:?}"))?;
         let stop_ctx = ctx.clone();
         let watcher = tokio::spawn(async move {
             // Our stop flag and our signals reach goose through its killswitch.
             loop {
-                if stop_ctx.controls.stopping() || coldswap_db::signals::received().is_some() {
+                if stop_ctx.controls.stopping() || coldswap_signals::received().is_some() {
                     goose::trigger_killswitch("coldswap: stop");
                     break;
                 }
@@ -425,9 +434,8 @@ async fn run_transaction(ctx: &Ctx, i: usize, user: &mut GooseUser) -> Transacti
         attempts: out.attempts,
         rows: out.rows,
     });
-    let _ = user
-        .record_custom_request_duration("SQL", &t.name, latency, out.ok, None, out.class.map(|c| c.as_str()))
-        .await;
+    let _ =
+        user.record_custom_request_duration("SQL", &t.name, latency, out.ok, None, out.class.map(|c| c.as_str())).await;
     if let Model::Closed { think_ms } = ctx.cfg.model {
         if think_ms > 0 {
             tokio::time::sleep(Duration::from_millis(think_ms)).await;

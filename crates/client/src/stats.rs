@@ -44,7 +44,16 @@ struct Acc {
 
 impl Acc {
     fn new(kind: Kind) -> Acc {
-        Acc { kind, hist: new_hist(), count: 0, ok: 0, attempts: 0, errors: BTreeMap::new(), samples: Vec::new(), rows: 0 }
+        Acc {
+            kind,
+            hist: new_hist(),
+            count: 0,
+            ok: 0,
+            attempts: 0,
+            errors: BTreeMap::new(),
+            samples: Vec::new(),
+            rows: 0,
+        }
     }
 }
 
@@ -233,19 +242,26 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Summarise a histogram and counts into a result row.
-pub fn txn_result(
-    name: &str,
-    kind: Kind,
-    hist: &Histogram<u64>,
-    count: u64,
-    ok: u64,
-    attempts: u64,
-    errors: BTreeMap<String, u64>,
-    rows: u64,
-    duration_s: f64,
-    samples: Vec<String>,
-) -> TxnResult {
+/// What a transaction's requests came to, beside its latency histogram.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    /// Requests (ok or not).
+    pub count: u64,
+    /// Requests that succeeded.
+    pub ok: u64,
+    /// Attempts, retries included.
+    pub attempts: u64,
+    /// Failures by class.
+    pub errors: BTreeMap<String, u64>,
+    /// Rows returned or changed.
+    pub rows: u64,
+    /// A few error messages, for the report.
+    pub samples: Vec<String>,
+}
+
+/// Summarise a histogram and its tally into a result row.
+pub fn txn_result(name: &str, kind: Kind, hist: &Histogram<u64>, tally: Tally, duration_s: f64) -> TxnResult {
+    let Tally { count, ok, attempts, errors, rows, samples } = tally;
     let q = |p: f64| if hist.is_empty() { 0.0 } else { ms(hist.value_at_quantile(p)) };
     TxnResult {
         name: name.to_string(),
@@ -404,7 +420,15 @@ impl Recorder {
                 let mut background = Vec::new();
                 for (name, a) in &p.acc {
                     let errors = a.errors.iter().map(|(k, v)| (k.as_str().to_string(), *v)).collect();
-                    let r = txn_result(name, a.kind, &a.hist, a.count, a.ok, a.attempts, errors, a.rows, dur, a.samples.clone());
+                    let tally = Tally {
+                        count: a.count,
+                        ok: a.ok,
+                        attempts: a.attempts,
+                        errors,
+                        rows: a.rows,
+                        samples: a.samples.clone(),
+                    };
+                    let r = txn_result(name, a.kind, &a.hist, tally, dur);
                     match a.kind {
                         Kind::Transaction => transactions.push(r),
                         Kind::Background => background.push(r),
@@ -493,7 +517,16 @@ mod tests {
         }
         r.phase("cold");
         std::thread::sleep(Duration::from_millis(20));
-        r.record(&Record { name: "t", kind: Kind::Transaction, latency: Duration::from_millis(5), ok: true, class: None, error: None, attempts: 1, rows: 0 });
+        r.record(&Record {
+            name: "t",
+            kind: Kind::Transaction,
+            latency: Duration::from_millis(5),
+            ok: true,
+            class: None,
+            error: None,
+            attempts: 1,
+            rows: 0,
+        });
         let s = r.snapshot();
         assert_eq!(s.phases.len(), 2);
         let b = s.phase("baseline").unwrap().txn("t").unwrap();
@@ -513,7 +546,16 @@ mod tests {
         r.phase("warmup");
         std::thread::sleep(Duration::from_millis(30));
         r.phase("warm");
-        let rec = |latency| Record { name: "t", kind: Kind::Transaction, latency, ok: true, class: None, error: None, attempts: 1, rows: 0 };
+        let rec = |latency| Record {
+            name: "t",
+            kind: Kind::Transaction,
+            latency,
+            ok: true,
+            class: None,
+            error: None,
+            attempts: 1,
+            rows: 0,
+        };
         // Queued since before the warm phase began: the warm-up's backlog.
         r.record(&rec(r.started().elapsed()));
         // Arrived in the warm phase.

@@ -87,7 +87,14 @@ pub fn inline(s: &Stmt, vals: &[Option<Value>]) -> String {
 
 impl Default for TierConfig {
     fn default() -> Self {
-        TierConfig { pool_size: 32, acquire_timeout_ms: 1000, deadline_ms: 2000, retries: 0, backoff_ms: 100, protocol: Protocol::Text }
+        TierConfig {
+            pool_size: 32,
+            acquire_timeout_ms: 1000,
+            deadline_ms: 2000,
+            retries: 0,
+            backoff_ms: 100,
+            protocol: Protocol::Text,
+        }
     }
 }
 
@@ -161,7 +168,7 @@ pub fn classify(e: &sqlx::Error, pool_short: bool) -> FailClass {
             ConnectionRefused => FailClass::ConnectionRefused,
             _ => FailClass::ConnectionReset,
         },
-        sqlx::Error::Database(d) => match coldswap_db::sql::error_number(e) {
+        sqlx::Error::Database(d) => match coldswap_sql::error_number(e) {
             // ER_OPTION_PREVENTS_STATEMENT, ER_READ_ONLY_MODE, ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
             Some(1290) | Some(1836) | Some(1792) => FailClass::ReadOnly,
             // server shutdown in progress / connection killed / lost connection
@@ -182,7 +189,7 @@ pub fn classify(e: &sqlx::Error, pool_short: bool) -> FailClass {
 
 /// A short error text without secrets.
 pub fn error_text(e: &sqlx::Error) -> String {
-    coldswap_db::sql::describe(e)
+    coldswap_sql::describe(e)
 }
 
 /// What one request came to.
@@ -248,7 +255,12 @@ impl Pool {
             None => {
                 let c = tokio::time::timeout(self.acquire_timeout, sqlx::MySqlConnection::connect_with(&self.opts))
                     .await
-                    .map_err(|_| (FailClass::ConnectionRefused, format!("connect timed out after {} ms", self.acquire_timeout.as_millis())))?
+                    .map_err(|_| {
+                        (
+                            FailClass::ConnectionRefused,
+                            format!("connect timed out after {} ms", self.acquire_timeout.as_millis()),
+                        )
+                    })?
                     .map_err(|e| (classify(&e, false), error_text(&e)))?;
                 self.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 c
@@ -290,7 +302,13 @@ impl Tier {
     }
 
     /// Run statements once, within `deadline`.
-    async fn attempt(&self, steps: &[Stmt], vals: &[Option<Value>], atomic: bool, deadline: Duration) -> Result<u64, (FailClass, String)> {
+    async fn attempt(
+        &self,
+        steps: &[Stmt],
+        vals: &[Option<Value>],
+        atomic: bool,
+        deadline: Duration,
+    ) -> Result<u64, (FailClass, String)> {
         let work = async {
             let mut pc = self.pool.acquire().await?;
             let conn = pc.conn.as_mut().unwrap();
@@ -321,7 +339,13 @@ impl Tier {
     }
 
     /// Run a request: its statements, with client retries.
-    pub async fn request(&self, steps: &[Stmt], vals: &[Option<Value>], atomic: bool, deadline: Option<Duration>) -> Outcome {
+    pub async fn request(
+        &self,
+        steps: &[Stmt],
+        vals: &[Option<Value>],
+        atomic: bool,
+        deadline: Option<Duration>,
+    ) -> Outcome {
         let deadline = deadline.unwrap_or(Duration::from_millis(self.cfg.deadline_ms));
         let mut backoff = Duration::from_millis(self.cfg.backoff_ms);
         let mut attempts = 0;
@@ -347,7 +371,9 @@ impl Tier {
             let mut pc = self.pool.acquire().await?;
             let conn = pc.conn.as_mut().unwrap();
             let text = inline(s, vals);
-            let r = sqlx::Executor::fetch_all(&mut *conn, text.as_str()).await.map_err(|e| (classify(&e, false), error_text(&e)));
+            let r = sqlx::Executor::fetch_all(&mut *conn, text.as_str())
+                .await
+                .map_err(|e| (classify(&e, false), error_text(&e)));
             pc.healthy = r.is_ok();
             let rows = r?;
             use sqlx::Row;
@@ -376,14 +402,23 @@ impl Tier {
     }
 }
 
-async fn run_stmt(conn: &mut sqlx::MySqlConnection, s: &Stmt, vals: &[Option<Value>], protocol: Protocol) -> Result<u64, (FailClass, String)> {
+async fn run_stmt(
+    conn: &mut sqlx::MySqlConnection,
+    s: &Stmt,
+    vals: &[Option<Value>],
+    protocol: Protocol,
+) -> Result<u64, (FailClass, String)> {
     if protocol == Protocol::Text {
         let text = inline(s, vals);
         return if s.is_select() {
-            let rows = sqlx::Executor::fetch_all(&mut *conn, text.as_str()).await.map_err(|e| (classify(&e, false), error_text(&e)))?;
+            let rows = sqlx::Executor::fetch_all(&mut *conn, text.as_str())
+                .await
+                .map_err(|e| (classify(&e, false), error_text(&e)))?;
             Ok(rows.len() as u64)
         } else {
-            let r = sqlx::Executor::execute(&mut *conn, text.as_str()).await.map_err(|e| (classify(&e, false), error_text(&e)))?;
+            let r = sqlx::Executor::execute(&mut *conn, text.as_str())
+                .await
+                .map_err(|e| (classify(&e, false), error_text(&e)))?;
             Ok(r.rows_affected())
         };
     }

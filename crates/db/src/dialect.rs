@@ -1,9 +1,11 @@
-//! The SQL and server flags that differ between MariaDB, MySQL 5.7 and MySQL 8.0.
+//! Every difference between server flavors and versions, in one place: the
+//! SQL (replication, fencing, GTIDs, users) and the server flags.
 //!
-//! Only MariaDB runs on this machine, so every statement generated here for
-//! MySQL is covered by unit tests instead.
+//! MariaDB 10.11 and 11.8 and Oracle MySQL 9.7 run on this machine and are
+//! tested against real servers; what is generated here for MySQL 5.7 and 8.0
+//! is covered by unit tests only.
 
-use crate::dist::{Flavor, Version};
+use coldswap_sql::{Flavor, Version};
 
 /// Which statements a server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +28,60 @@ fn quote(s: &str) -> String {
 }
 
 impl Dialect {
+    /// The dialect of a server.
     pub fn new(flavor: Flavor, version: Version) -> Dialect {
         Dialect { flavor, version }
+    }
+
+    /// Sizes and settings every node gets, whatever runs it.
+    pub fn base_flags(&self, buffer_pool_mb: u32) -> Vec<String> {
+        let mut v = vec![
+            "--skip-name-resolve".to_string(),
+            format!("--innodb-buffer-pool-size={buffer_pool_mb}M"),
+            "--performance-schema=ON".to_string(),
+            "--max-connections=1000".to_string(),
+        ];
+        match self.flavor {
+            Flavor::MySQL if self.version >= Version(8, 0, 30) => {
+                // innodb_log_file_size is gone: one redo capacity instead.
+                v.push("--innodb-redo-log-capacity=256M".into());
+            }
+            Flavor::MySQL if self.version < Version(5, 7, 0) => {}
+            _ => v.push("--innodb-log-file-size=256M".into()),
+        }
+        v
+    }
+
+    /// Where the server may read and write files for LOAD DATA / SELECT INTO
+    /// OUTFILE. Debian's MySQL defaults to /var/lib/mysql-files and refuses
+    /// to start without it; MariaDB has no such default.
+    pub fn file_priv_flag(&self, dir: &std::path::Path) -> Option<String> {
+        match self.flavor {
+            Flavor::MySQL => Some(format!("--secure-file-priv={}", dir.display())),
+            Flavor::MariaDB => None,
+        }
+    }
+
+    /// The upgrade tool this version needs after a restart on new binaries,
+    /// or None when the server upgrades itself at start (MySQL 8.0.16+).
+    pub fn upgrade_tool(&self) -> Option<&'static str> {
+        match self.flavor {
+            Flavor::MariaDB => Some("mariadb-upgrade"),
+            Flavor::MySQL if self.version < Version(8, 0, 16) => Some("mysql_upgrade"),
+            Flavor::MySQL => None,
+        }
+    }
+
+    /// Flags for the first start of this version on a datadir `from` left:
+    /// a server that upgrades itself is told to do it even when the version
+    /// number did not change (a rebuilt package, the same-version rehearsal).
+    pub fn upgrade_start_flags(&self, from: Version) -> Vec<String> {
+        match self.flavor {
+            Flavor::MySQL if self.version >= Version(8, 0, 16) && from == self.version => {
+                vec!["--upgrade=FORCE".into()]
+            }
+            _ => Vec::new(),
+        }
     }
 
     fn mysql_replica_words(&self) -> bool {
@@ -35,6 +89,7 @@ impl Dialect {
         self.flavor == Flavor::MySQL && self.version >= Version(8, 0, 23)
     }
 
+    /// MySQL's super_read_only (MariaDB has none: root still writes to a read-only replica).
     pub fn has_super_read_only(&self) -> bool {
         self.flavor == Flavor::MySQL && self.version >= Version(5, 7, 8)
     }
@@ -107,6 +162,7 @@ impl Dialect {
         ]
     }
 
+    /// Point a replica at its source, by GTID.
     pub fn change_source(&self, s: &Source<'_>) -> String {
         match self.flavor {
             Flavor::MariaDB => format!(
@@ -156,6 +212,7 @@ impl Dialect {
         }
     }
 
+    /// Start both replication threads.
     pub fn start_replica(&self) -> &'static str {
         if self.flavor == Flavor::MySQL && self.version >= Version(8, 0, 22) {
             "START REPLICA"
@@ -164,6 +221,7 @@ impl Dialect {
         }
     }
 
+    /// Stop both replication threads.
     pub fn stop_replica(&self) -> &'static str {
         if self.flavor == Flavor::MySQL && self.version >= Version(8, 0, 22) {
             "STOP REPLICA"
@@ -172,6 +230,7 @@ impl Dialect {
         }
     }
 
+    /// Forget the source (a promoted replica).
     pub fn reset_replica_all(&self) -> &'static str {
         if self.flavor == Flavor::MySQL && self.version >= Version(8, 0, 22) {
             "RESET REPLICA ALL"
@@ -180,6 +239,7 @@ impl Dialect {
         }
     }
 
+    /// The replica status statement.
     pub fn show_replica_status(&self) -> &'static str {
         if self.flavor == Flavor::MySQL && self.version >= Version(8, 0, 22) {
             "SHOW REPLICA STATUS"
@@ -191,21 +251,9 @@ impl Dialect {
     /// Column names of SHOW ... STATUS: (io running, sql running, seconds behind, last io error, last sql error).
     pub fn status_columns(&self) -> [&'static str; 5] {
         if self.flavor == Flavor::MySQL && self.version >= Version(8, 0, 22) {
-            [
-                "Replica_IO_Running",
-                "Replica_SQL_Running",
-                "Seconds_Behind_Source",
-                "Last_IO_Error",
-                "Last_SQL_Error",
-            ]
+            ["Replica_IO_Running", "Replica_SQL_Running", "Seconds_Behind_Source", "Last_IO_Error", "Last_SQL_Error"]
         } else {
-            [
-                "Slave_IO_Running",
-                "Slave_SQL_Running",
-                "Seconds_Behind_Master",
-                "Last_IO_Error",
-                "Last_SQL_Error",
-            ]
+            ["Slave_IO_Running", "Slave_SQL_Running", "Seconds_Behind_Master", "Last_IO_Error", "Last_SQL_Error"]
         }
     }
 
@@ -245,33 +293,17 @@ impl Dialect {
     }
 
     /// Arguments of the flavor's upgrade tool (after the binary), or None when
-    /// the server upgrades itself.
+    /// the server upgrades itself. `--force`: between two builds of one
+    /// version the tool otherwise says "no need" and does nothing.
     pub fn upgrade_args(&self, socket: &str, user: &str) -> Option<Vec<String>> {
-        match self.flavor {
-            Flavor::MariaDB => Some(vec![
-                "--no-defaults".into(),
-                "--force".into(),
-                format!("--socket={socket}"),
-                format!("--user={user}"),
-            ]),
-            Flavor::MySQL if self.version < Version(8, 0, 16) => Some(vec![
-                "--no-defaults".into(),
-                "--force".into(),
-                format!("--socket={socket}"),
-                format!("--user={user}"),
-            ]),
-            Flavor::MySQL => None,
-        }
+        self.upgrade_tool().map(|_| {
+            vec!["--no-defaults".into(), "--force".into(), format!("--socket={socket}"), format!("--user={user}")]
+        })
     }
 
     /// CREATE USER ... for a user that logs in from loopback with a password.
     pub fn create_user(&self, user: &str, host: &str, password: &str) -> String {
-        format!(
-            "CREATE USER IF NOT EXISTS {}@{} IDENTIFIED BY {}",
-            quote(user),
-            quote(host),
-            quote(password)
-        )
+        format!("CREATE USER IF NOT EXISTS {}@{} IDENTIFIED BY {}", quote(user), quote(host), quote(password))
     }
 
     /// Privileges of the application user: data access and DDL, but nothing
@@ -283,14 +315,12 @@ impl Dialect {
         vec![format!("GRANT {privs} ON *.* TO {}@{}", quote(user), quote(host))]
     }
 
+    /// Privileges of the replication user.
     pub fn repl_grants(&self, user: &str, host: &str) -> Vec<String> {
-        vec![format!(
-            "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {}@{}",
-            quote(user),
-            quote(host)
-        )]
+        vec![format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {}@{}", quote(user), quote(host))]
     }
 
+    /// Privileges of coldswap's admin user.
     pub fn admin_grants(&self, user: &str, host: &str) -> Vec<String> {
         vec![format!("GRANT ALL PRIVILEGES ON *.* TO {}@{} WITH GRANT OPTION", quote(user), quote(host))]
     }
@@ -391,6 +421,24 @@ mod tests {
         assert!(maria().upgrade_args("/s", "root").unwrap().contains(&"--force".to_string()));
         assert!(my57().upgrade_args("/s", "root").is_some());
         assert!(my80().upgrade_args("/s", "root").is_none());
+        assert_eq!(Dialect::new(Flavor::MySQL, Version(8, 0, 15)).upgrade_tool(), Some("mysql_upgrade"));
+        assert_eq!(Dialect::new(Flavor::MySQL, Version(8, 0, 16)).upgrade_tool(), None);
+        let my97 = Dialect::new(Flavor::MySQL, Version(9, 7, 4));
+        assert_eq!(my97.upgrade_start_flags(Version(9, 7, 4)), vec!["--upgrade=FORCE"]);
+        assert!(my97.upgrade_start_flags(Version(8, 4, 0)).is_empty());
+        assert!(maria().upgrade_start_flags(Version(10, 11, 18)).is_empty());
+    }
+
+    #[test]
+    fn redo_log_flags_follow_the_version() {
+        let f = |d: Dialect| d.base_flags(64).join(" ");
+        assert!(f(maria()).contains("--innodb-log-file-size=256M"));
+        assert!(f(my80()).contains("--innodb-redo-log-capacity=256M"), "{}", f(my80()));
+        assert!(!f(my80()).contains("log-file-size"));
+        assert!(f(my57()).contains("--innodb-log-file-size=256M"));
+        assert!(f(maria()).contains("--innodb-buffer-pool-size=64M"));
+        assert!(maria().file_priv_flag(std::path::Path::new("/t")).is_none());
+        assert_eq!(my80().file_priv_flag(std::path::Path::new("/t")).unwrap(), "--secure-file-priv=/t");
     }
 
     #[test]

@@ -7,46 +7,12 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::fmt;
+use std::fs::File;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Server flavor: decides the SQL dialect and the tools used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Flavor {
-    MariaDB,
-    MySQL,
-}
-
-impl fmt::Display for Flavor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Flavor::MariaDB => "mariadb",
-            Flavor::MySQL => "mysql",
-        })
-    }
-}
-
-/// A numeric server version, `major.minor.patch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Version(pub u32, pub u32, pub u32);
-
-impl Version {
-    pub fn parse(s: &str) -> Option<Version> {
-        let mut it = s.split(|c: char| !c.is_ascii_digit());
-        let a = it.next()?.parse().ok()?;
-        let b = it.next()?.parse().ok()?;
-        let c = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
-        Some(Version(a, b, c))
-    }
-}
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.0, self.1, self.2)
-    }
-}
+pub use coldswap_sql::{Flavor, Version};
 
 /// How a datadir is initialised for a distribution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,8 +39,23 @@ pub struct Dist {
     pub install: InstallMethod,
     /// mariadb-upgrade / mysql_upgrade, if the distribution has one.
     pub upgrade_bin: Option<PathBuf>,
+    /// `--lc-messages-dir`, when the layout has one.
     pub lc_messages_dir: Option<PathBuf>,
+    /// `--plugin-dir`, when the layout has one.
     pub plugin_dir: Option<PathBuf>,
+    /// Binaries built for another C library run through their own loader.
+    #[serde(default)]
+    pub loader: Option<Loader>,
+}
+
+/// A dynamic loader and the library directories a distribution's binaries
+/// need (binaries from a newer Debian than the host's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loader {
+    /// `ld-linux-x86-64.so.2` of the distribution.
+    pub ld_so: PathBuf,
+    /// Directories searched first for shared libraries.
+    pub library_path: Vec<PathBuf>,
 }
 
 impl Dist {
@@ -83,13 +64,54 @@ impl Dist {
         format!("{} {}", self.flavor, self.version)
     }
 
-    /// Whether this distribution needs an explicit upgrade tool run after a
-    /// restart on its binaries (MySQL >= 8.0.16 upgrades itself at startup).
-    pub fn upgrade_tool_needed(&self) -> bool {
-        match self.flavor {
-            Flavor::MariaDB => true,
-            Flavor::MySQL => self.version < Version(8, 0, 16),
+    /// A command running one of this distribution's programs (through its
+    /// loader when it has one).
+    pub fn command(&self, program: &Path) -> Command {
+        match &self.loader {
+            None => Command::new(program),
+            Some(l) => {
+                let mut c = Command::new(&l.ld_so);
+                let libs: Vec<String> = l.library_path.iter().map(|p| p.display().to_string()).collect();
+                c.arg("--library-path").arg(libs.join(":")).arg(program);
+                c
+            }
         }
+    }
+
+    /// Where the server finds its messages and plugins.
+    pub fn path_flags(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        if let Some(p) = &self.lc_messages_dir {
+            a.push(format!("--lc-messages-dir={}", p.display()));
+        }
+        if let Some(p) = &self.plugin_dir {
+            a.push(format!("--plugin-dir={}", p.display()));
+        }
+        a
+    }
+}
+
+/// An exclusive advisory lock on a file, released on drop: one process
+/// provisions a distribution at a time.
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    /// Wait for the lock.
+    pub fn acquire(path: &Path) -> Result<FileLock> {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open lock file {}", path.display()))?;
+        // SAFETY: flock on a valid fd.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if rc != 0 {
+            bail!("cannot lock {}: {}", path.display(), std::io::Error::last_os_error());
+        }
+        Ok(FileLock { _file: file })
     }
 }
 
@@ -105,17 +127,11 @@ pub struct DebianPin {
 pub const DEBIAN_PINS: &[DebianPin] = &[
     DebianPin {
         name: "mariadb-10.11.18",
-        packages: &[
-            ("mariadb-server-core", "1:10.11.18-0+deb12u1"),
-            ("mariadb-client-core", "1:10.11.18-0+deb12u1"),
-        ],
+        packages: &[("mariadb-server-core", "1:10.11.18-0+deb12u1"), ("mariadb-client-core", "1:10.11.18-0+deb12u1")],
     },
     DebianPin {
         name: "mariadb-10.11.19",
-        packages: &[
-            ("mariadb-server-core", "1:10.11.19-0+deb12u1"),
-            ("mariadb-client-core", "1:10.11.19-0+deb12u1"),
-        ],
+        packages: &[("mariadb-server-core", "1:10.11.19-0+deb12u1"), ("mariadb-client-core", "1:10.11.19-0+deb12u1")],
     },
 ];
 
@@ -184,15 +200,10 @@ fn expand_home(spec: &str) -> PathBuf {
 pub fn resolve(spec: &str) -> Result<Dist> {
     if spec_is_path(spec) {
         let p = expand_home(spec);
-        let p = p
-            .canonicalize()
-            .with_context(|| format!("basedir {} does not exist", p.display()))?;
+        let p = p.canonicalize().with_context(|| format!("basedir {} does not exist", p.display()))?;
         return detect(&p, spec);
     }
-    let pin = DEBIAN_PINS
-        .iter()
-        .find(|p| p.name == spec)
-        .ok_or_else(|| unknown_version(spec))?;
+    let pin = DEBIAN_PINS.iter().find(|p| p.name == spec).ok_or_else(|| unknown_version(spec))?;
     let dir = provision_debian(pin)?;
     detect(&dir, spec)
 }
@@ -209,10 +220,9 @@ fn provision_debian(pin: &DebianPin) -> Result<PathBuf> {
         return Ok(dir);
     }
     let parent = dir.parent().unwrap().to_path_buf();
-    std::fs::create_dir_all(&parent)
-        .with_context(|| format!("cannot create cache directory {}", parent.display()))?;
+    std::fs::create_dir_all(&parent).with_context(|| format!("cannot create cache directory {}", parent.display()))?;
     // One process provisions at a time; the others wait and then find it done.
-    let _lock = crate::util::FileLock::acquire(&parent.join(format!(".{}.lock", pin.name)))?;
+    let _lock = FileLock::acquire(&parent.join(format!(".{}.lock", pin.name)))?;
     if done.exists() {
         return Ok(dir);
     }
@@ -297,10 +307,7 @@ fn find_server_bin(root: &Path) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    bail!(
-        "no server binary in {} (looked for bin/mysqld, bin/mariadbd, usr/sbin/mariadbd)",
-        root.display()
-    )
+    bail!("no server binary in {} (looked for bin/mysqld, bin/mariadbd, usr/sbin/mariadbd)", root.display())
 }
 
 /// Parse the output of `mysqld --version` / `mariadbd --version`.
@@ -310,11 +317,7 @@ pub fn parse_version_output(out: &str) -> Option<(Flavor, Version, String)> {
     let rest = &out[idx + 4..];
     let token = rest.split_whitespace().next()?.to_string();
     let version = Version::parse(&token)?;
-    let flavor = if token.contains("MariaDB") || out.contains("MariaDB") {
-        Flavor::MariaDB
-    } else {
-        Flavor::MySQL
-    };
+    let flavor = if token.contains("MariaDB") || out.contains("MariaDB") { Flavor::MariaDB } else { Flavor::MySQL };
     Some((flavor, version, token))
 }
 
@@ -328,11 +331,7 @@ pub fn detect(root: &Path, spec: &str) -> Result<Dist> {
         .with_context(|| format!("cannot run {}", server_bin.display()))?;
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     let (flavor, version, version_string) = parse_version_output(&text).ok_or_else(|| {
-        anyhow!(
-            "{} --version printed no version ({})",
-            server_bin.display(),
-            text.lines().next().unwrap_or("").trim()
-        )
+        anyhow!("{} --version printed no version ({})", server_bin.display(), text.lines().next().unwrap_or("").trim())
     })?;
     // Debian layout keeps everything under usr/.
     let debian = server_bin.starts_with(root.join("usr"));
@@ -368,6 +367,7 @@ pub fn detect(root: &Path, spec: &str) -> Result<Dist> {
         upgrade_bin,
         lc_messages_dir,
         plugin_dir,
+        loader: None,
     })
 }
 
@@ -388,10 +388,9 @@ mod tests {
 
     #[test]
     fn parses_mysql_57_and_80() {
-        let (f, v, _) = parse_version_output(
-            "bin/mysqld  Ver 5.7.19 for linux-glibc2.12 on x86_64 (MySQL Community Server (GPL))",
-        )
-        .unwrap();
+        let (f, v, _) =
+            parse_version_output("bin/mysqld  Ver 5.7.19 for linux-glibc2.12 on x86_64 (MySQL Community Server (GPL))")
+                .unwrap();
         assert_eq!((f, v), (Flavor::MySQL, Version(5, 7, 19)));
         let (f, v, _) =
             parse_version_output("/usr/sbin/mysqld  Ver 8.0.35 for Linux on x86_64 (MySQL Community Server - GPL)")
@@ -416,25 +415,5 @@ mod tests {
         let e = check_spec(d.to_str().unwrap()).unwrap_err().to_string();
         assert!(e.contains("no server binary"), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
-    }
-
-    #[test]
-    fn upgrade_tool_rules() {
-        let mk = |flavor, version| Dist {
-            spec: String::new(),
-            flavor,
-            version,
-            version_string: String::new(),
-            basedir: PathBuf::new(),
-            server_bin: PathBuf::new(),
-            install: InstallMethod::Initialize,
-            upgrade_bin: None,
-            lc_messages_dir: None,
-            plugin_dir: None,
-        };
-        assert!(mk(Flavor::MySQL, Version(5, 7, 19)).upgrade_tool_needed());
-        assert!(mk(Flavor::MySQL, Version(8, 0, 15)).upgrade_tool_needed());
-        assert!(!mk(Flavor::MySQL, Version(8, 0, 16)).upgrade_tool_needed());
-        assert!(mk(Flavor::MariaDB, Version(10, 11, 19)).upgrade_tool_needed());
     }
 }

@@ -19,9 +19,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::dialect::Dialect;
-use crate::dist::{Flavor, Version};
-use crate::sql::{self, ReplicaStatus};
-use crate::util::Steps;
+use crate::replication::{self, check_promotable, ReplicaStatus};
+use crate::steps::{Step, Steps};
+use coldswap_sql as sql;
+use coldswap_sql::parse_server_version;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,7 +105,7 @@ pub struct HookOutcome {
     pub verified: bool,
     pub version_before: Option<String>,
     pub version_after: Option<String>,
-    pub steps: Vec<crate::util::Step>,
+    pub steps: Vec<Step>,
 }
 
 /// Loopback, or an explicit opt-in.
@@ -132,7 +133,10 @@ impl External {
     pub fn load(path: &Path, allow_remote_flag: bool) -> Result<External> {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: cannot read: {e}", path.display()))?;
         let cfg: ExternalConfig = toml::from_str(&text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1).unwrap_or(0);
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1)
+                .unwrap_or(0);
             anyhow!("{}:{line}: {}", path.display(), e.message().trim())
         })?;
         let allow = cfg.allow_remote || allow_remote_flag;
@@ -141,8 +145,9 @@ impl External {
         if primary == replica {
             bail!("{}: primary and replica are the same server ({primary})", path.display());
         }
-        let password = std::env::var(&cfg.credentials.password_env)
-            .map_err(|_| anyhow!("the password variable {} named in {} is not set", cfg.credentials.password_env, path.display()))?;
+        let password = std::env::var(&cfg.credentials.password_env).map_err(|_| {
+            anyhow!("the password variable {} named in {} is not set", cfg.credentials.password_env, path.display())
+        })?;
         Ok(External { cfg, primary, replica, password })
     }
 
@@ -186,11 +191,12 @@ impl External {
                 Ok(mut c) => {
                     s.reachable = true;
                     match Self::dialect(&mut c).await {
-                        Ok((d, v)) => {
-                            s.version = Some(v);
-                            s.read_only = sql::query_i64(&mut c, "SELECT @@GLOBAL.read_only").await.ok().map(|x| x != 0);
-                            s.gtid_position = sql::query_text(&mut c, d.gtid_executed_query()).await.ok().flatten();
-                            s.replication = sql::replica_status(&mut c, &d).await.ok().flatten();
+                        Ok((d, _)) => {
+                            let f = replication::server_facts(&mut c, &d).await;
+                            s.version = f.version;
+                            s.read_only = f.read_only;
+                            s.gtid_position = f.gtid_position;
+                            s.replication = f.replication;
                         }
                         Err(e) => s.error = Some(format!("{e:#}")),
                     }
@@ -203,25 +209,24 @@ impl External {
         out
     }
 
-    /// The replica is replicating, healthy and within the lag limit.
+    /// The replica is replicating, healthy and within the lag limit (the
+    /// same guardrail as coldswap's own clusters).
     async fn guard(&self) -> Result<()> {
         let mut c = self.conn(true).await?;
         let (d, _) = Self::dialect(&mut c).await?;
-        let st = sql::replica_status(&mut c, &d).await?;
+        let st = replication::replica_status(&mut c, &d).await?;
         sql::close(c).await;
-        let st = st.ok_or_else(|| anyhow!("refusing: the replica at {} is not replicating", self.replica))?;
-        if !st.healthy() {
-            bail!("refusing: replication on the replica at {} is broken ({})", self.replica, st.problem());
-        }
-        match st.seconds_behind {
-            Some(l) if l as f64 > self.cfg.guardrails.max_lag_s => {
-                bail!("refusing: the replica lags {l} s (limit {} s)", self.cfg.guardrails.max_lag_s)
-            }
-            None => bail!("refusing: the replica reports no lag (replication not running)"),
-            _ => Ok(()),
-        }
+        check_promotable(
+            st.as_ref(),
+            self.cfg.guardrails.max_lag_s,
+            &format!("the replica at {}", self.replica),
+            &format!("the primary at {}", self.primary),
+        )
+        .map_err(|r| anyhow!("refusing: {r}"))
     }
 
+    /// Run a hook in its own process group; one that overruns its timeout
+    /// is killed with everything it started, not only its shell.
     async fn run_hook(&self, what: &str, cmd: &str) -> Result<f64> {
         let t = Instant::now();
         let mut c = tokio::process::Command::new("sh");
@@ -231,11 +236,27 @@ impl External {
             .env("COLDSWAP_REPLICA", self.replica.to_string())
             .env("COLDSWAP_HOOK", what)
             .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true);
-        let out = tokio::time::timeout(Duration::from_secs_f64(self.cfg.hooks.timeout_s), c.output())
-            .await
-            .map_err(|_| anyhow!("the {what} hook did not finish within {} s", self.cfg.hooks.timeout_s))?
-            .with_context(|| format!("cannot run the {what} hook"))?;
+        let child = c.spawn().with_context(|| format!("cannot run the {what} hook"))?;
+        let group = child.id();
+        let out =
+            match tokio::time::timeout(Duration::from_secs_f64(self.cfg.hooks.timeout_s), child.wait_with_output())
+                .await
+            {
+                Ok(out) => out.with_context(|| format!("cannot run the {what} hook"))?,
+                Err(_) => {
+                    if let Some(g) = group {
+                        crate::pid::signal_group(g, libc::SIGKILL);
+                    }
+                    bail!(
+                        "the {what} hook did not finish within {} s; it was killed with everything it started",
+                        self.cfg.hooks.timeout_s
+                    );
+                }
+            };
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let line = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
@@ -278,7 +299,14 @@ impl External {
         let t = Instant::now();
         self.wait_caught_up(deadline).await?;
         steps.push("replica_caught_up", t);
-        Ok(HookOutcome { command: cmd, seconds: secs, verified: true, version_before: before, version_after: Some(after), steps: steps.0 })
+        Ok(HookOutcome {
+            command: cmd,
+            seconds: secs,
+            verified: true,
+            version_before: before,
+            version_after: Some(after),
+            steps: steps.0,
+        })
     }
 
     /// The replica has applied everything the primary had executed when we asked.
@@ -291,7 +319,7 @@ impl External {
         let (dr, _) = Self::dialect(&mut r).await?;
         let left = deadline.saturating_duration_since(Instant::now()).as_secs_f64().max(1.0);
         let v = sql::query_i64(&mut r, &dr.wait_gtid_query(&pos, left)).await?;
-        let st = sql::replica_status(&mut r, &dr).await?;
+        let st = replication::replica_status(&mut r, &dr).await?;
         sql::close(r).await;
         if v != 0 {
             bail!("the replica did not reach the primary's position {pos} within {left:.0} s");
@@ -318,7 +346,7 @@ impl External {
         let mut r = self.conn(true).await?;
         let ro = sql::query_i64(&mut r, "SELECT @@GLOBAL.read_only").await?;
         let (d, _) = Self::dialect(&mut r).await?;
-        let still = sql::replica_status(&mut r, &d).await?;
+        let still = replication::replica_status(&mut r, &d).await?;
         sql::close(r).await;
         if ro != 0 {
             bail!("the promote hook succeeded but the replica at {} is still read-only", self.replica);
@@ -351,25 +379,9 @@ impl External {
     }
 }
 
-/// `10.11.18-MariaDB-0+deb12u1-log` → (MariaDB, 10.11.18); `8.0.36` → MySQL.
-pub fn parse_server_version(v: &str) -> Option<(Flavor, Version)> {
-    let head: String = v.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-    let ver = Version::parse(&head)?;
-    let flavor = if v.to_lowercase().contains("mariadb") { Flavor::MariaDB } else { Flavor::MySQL };
-    Some((flavor, ver))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions_of_both_flavors() {
-        assert_eq!(parse_server_version("10.11.18-MariaDB-0+deb12u1-log"), Some((Flavor::MariaDB, Version(10, 11, 18))));
-        assert_eq!(parse_server_version("8.0.36"), Some((Flavor::MySQL, Version(8, 0, 36))));
-        assert_eq!(parse_server_version("5.7.19-log"), Some((Flavor::MySQL, Version(5, 7, 19))));
-        assert_eq!(parse_server_version("garbage"), None);
-    }
 
     #[test]
     fn remote_addresses_need_an_opt_in() {

@@ -12,13 +12,16 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use crate::dist::cache_root;
-use crate::node::fnv1a;
-use crate::util::pid_alive;
+use crate::pid;
 
+/// One live run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
+    /// The cluster's run dir.
     pub run_dir: PathBuf,
+    /// The process that owns it.
     pub owner_pid: u32,
+    /// Outlives its owner (removed by `cluster down` only).
     pub persistent: bool,
     /// Remove the run dir when cleaning up after a dead owner.
     #[serde(default = "yes")]
@@ -34,18 +37,21 @@ fn live_dir() -> PathBuf {
 }
 
 fn entry_path(run_dir: &Path) -> PathBuf {
-    live_dir().join(format!("{:016x}.json", fnv1a(run_dir.to_string_lossy().as_bytes())))
+    live_dir().join(format!("{:016x}.json", name_hash(&run_dir.to_string_lossy())))
 }
 
+/// Record a run (replacing an earlier record of the same run dir).
 pub fn register(e: &Entry) -> Result<()> {
     std::fs::create_dir_all(live_dir())?;
-    crate::util::write_atomic(&entry_path(&e.run_dir), serde_json::to_string_pretty(e)?.as_bytes())
+    crate::files::write_atomic(&entry_path(&e.run_dir), serde_json::to_string_pretty(e)?.as_bytes())
 }
 
+/// Forget a run.
 pub fn unregister(run_dir: &Path) {
     let _ = std::fs::remove_file(entry_path(run_dir));
 }
 
+/// Every recorded run.
 pub fn entries() -> Vec<Entry> {
     let mut v = Vec::new();
     if let Ok(rd) = std::fs::read_dir(live_dir()) {
@@ -64,5 +70,15 @@ pub fn entries() -> Vec<Entry> {
 
 /// Entries whose owner died without cleaning up.
 pub fn stale() -> Vec<Entry> {
-    entries().into_iter().filter(|e| !e.persistent && !pid_alive(e.owner_pid)).collect()
+    entries().into_iter().filter(|e| !e.persistent && !pid::alive(e.owner_pid)).collect()
+}
+
+/// FNV-1a of a string: short, stable names (registry entries, sockets, run ids).
+pub fn name_hash(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.as_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
 }

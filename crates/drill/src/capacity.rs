@@ -9,7 +9,7 @@
 //! capacity; cold/warm is the fraction of the warm capacity a cold switchover
 //! leaves, and the headroom the warm database needs to survive one.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,60 +18,11 @@ use std::time::Duration;
 
 use coldswap_client::run::{Load, LoadConfig, Model};
 use coldswap_client::stats::{decode_hist, PhaseResult, Recorder};
-use coldswap_db::{signals, BackendKind, Cluster, UpOptions};
+use coldswap_db::{BackendKind, Cluster, UpOptions};
 use coldswap_nemesis::cold;
+use coldswap_signals as signals;
 
 use crate::config::DrillConfig;
-
-/// `[capacity]` in drill.toml.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct CapacityCfg {
-    /// First arrival rate (requests/s).
-    pub start_rate: f64,
-    /// Each step multiplies the rate by this (> 1).
-    pub step_factor: f64,
-    /// Steps per state at most.
-    pub max_steps: usize,
-    /// How long each step runs.
-    pub step: String,
-    /// The SLO: p99 of the API's requests (ms) and their error rate (%).
-    pub slo_p99_ms: f64,
-    pub slo_error_pct: f64,
-}
-
-impl Default for CapacityCfg {
-    fn default() -> Self {
-        CapacityCfg { start_rate: 50.0, step_factor: 1.6, max_steps: 10, step: "20s".into(), slo_p99_ms: 250.0, slo_error_pct: 1.0 }
-    }
-}
-
-impl CapacityCfg {
-    pub fn validate(&self) -> Result<Duration> {
-        if !(self.start_rate > 0.0) {
-            bail!("capacity.start_rate: must be positive");
-        }
-        if !(self.step_factor > 1.0) {
-            bail!("capacity.step_factor: must be greater than 1");
-        }
-        if self.max_steps == 0 {
-            bail!("capacity.max_steps: at least 1");
-        }
-        if !(self.slo_p99_ms > 0.0) || !(self.slo_error_pct >= 0.0) {
-            bail!("capacity: slo_p99_ms must be positive and slo_error_pct >= 0");
-        }
-        let d = coldswap_client::parse_duration(&self.step).map_err(|e| anyhow::anyhow!("capacity.step: {e}"))?;
-        if d.as_secs_f64() < 2.0 {
-            bail!("capacity.step: a step must last at least 2 s");
-        }
-        Ok(d)
-    }
-
-    /// The rates tried, in order.
-    pub fn rates(&self) -> Vec<f64> {
-        (0..self.max_steps).map(|i| (self.start_rate * self.step_factor.powi(i as i32)).round()).collect()
-    }
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepResult {
@@ -146,7 +97,9 @@ pub fn phase_totals(p: &PhaseResult) -> (u64, u64, f64, f64) {
         }
     }
     let (p50, p99) = match merged {
-        Some(h) if h.len() > 0 => (h.value_at_quantile(0.50) as f64 / 1000.0, h.value_at_quantile(0.99) as f64 / 1000.0),
+        Some(h) if !h.is_empty() => {
+            (h.value_at_quantile(0.50) as f64 / 1000.0, h.value_at_quantile(0.99) as f64 / 1000.0)
+        }
         _ => (0.0, 0.0),
     };
     (n, e, p50, p99)
@@ -156,10 +109,7 @@ pub fn phase_totals(p: &PhaseResult) -> (u64, u64, f64, f64) {
 /// the lowest rate above it that broke it (steps may go up or down).
 pub fn knee(steps: &[&StepResult], slo: &Slo) -> Knee {
     let last_ok = steps.iter().filter(|s| s.met_slo).map(|s| s.rate).fold(0.0, f64::max);
-    let failed = steps
-        .iter()
-        .filter(|s| !s.met_slo && s.rate > last_ok)
-        .min_by(|a, b| a.rate.partial_cmp(&b.rate).unwrap());
+    let failed = steps.iter().filter(|s| !s.met_slo && s.rate > last_ok).min_by(|a, b| a.rate.total_cmp(&b.rate));
     match failed {
         Some(s) => {
             let mut why = Vec::new();
@@ -200,8 +150,8 @@ pub async fn capacity(cfg: DrillConfig) -> Result<CapacityOutcome> {
     let step_d = cfg.capacity.validate()?;
     let mix = cfg.mix()?;
     coldswap_db::cluster::sweep_stale();
-    let (dir, started_at) = crate::run::make_out_dir(&cfg.out)?;
-    let backend = crate::run::backend_for(&cfg).await;
+    let (dir, started_at) = crate::out::make_out_dir(&cfg.out)?;
+    let backend = crate::run::backend_for(&cfg).await?;
     let slo = Slo { p99_ms: cfg.capacity.slo_p99_ms, error_pct: cfg.capacity.slo_error_pct };
     let mut steps: Vec<StepResult> = Vec::new();
     let mut cluster: Option<Cluster> = None;
@@ -285,7 +235,7 @@ async fn search(
         let s = s.clone();
         let cfg = cfg.clone();
         async move {
-            let app = coldswap_db::sql::tcp_options(&host, port, &s.app_user, &s.app_password);
+            let app = coldswap_sql::tcp_options(&host, port, &s.app_user, &s.app_password);
             let rec = Arc::new(Recorder::new());
             rec.phase(state);
             let lcfg = LoadConfig {
@@ -421,7 +371,8 @@ fn chart(r: &CapacityReport, title: &str, unit: &str, value: fn(&StepResult) -> 
     let rmin = r.steps.iter().map(|s| s.rate).fold(f64::INFINITY, f64::min).max(1.0);
     let rmax = r.steps.iter().map(|s| s.rate).fold(1.0, f64::max).max(rmin * 1.01);
     let vmax_raw = r.steps.iter().map(value).fold(slo, f64::max);
-    let (vmin, vmax) = if log { (0.1_f64, 10f64.powf(vmax_raw.max(1.0).log10().ceil())) } else { (0.0, (vmax_raw * 1.1).max(1.0)) };
+    let (vmin, vmax) =
+        if log { (0.1_f64, 10f64.powf(vmax_raw.max(1.0).log10().ceil())) } else { (0.0, (vmax_raw * 1.1).max(1.0)) };
     let x = |rate: f64| ml + (rate.ln() - rmin.ln()) / (rmax.ln() - rmin.ln()) * pw;
     let y = |v: f64| {
         if log {
@@ -431,8 +382,12 @@ fn chart(r: &CapacityReport, title: &str, unit: &str, value: fn(&StepResult) -> 
         }
     };
     let mut s = String::new();
-    let _ = write!(s, r#"<svg viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{title}">"#);
-    let _ = write!(s, r#"<text x="{ml}" y="15" class="title">{title} ({unit}) against arrival rate (req/s, log scale)</text>"#);
+    let _ =
+        write!(s, r#"<svg viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{title}">"#);
+    let _ = write!(
+        s,
+        r#"<text x="{ml}" y="15" class="title">{title} ({unit}) against arrival rate (req/s, log scale)</text>"#
+    );
     let ticks: Vec<f64> = if log {
         let mut v = vec![];
         let mut t = vmin;
@@ -453,14 +408,23 @@ fn chart(r: &CapacityReport, title: &str, unit: &str, value: fn(&StepResult) -> 
             y(t),
             ml - 4.0,
             y(t) + 3.0,
-            if t >= 10.0 || t == 0.0 { format!("{t:.0}") } else { format!("{t:.2}").trim_end_matches('0').trim_end_matches('.').to_string() }
+            if t >= 10.0 || t == 0.0 {
+                format!("{t:.0}")
+            } else {
+                format!("{t:.2}").trim_end_matches('0').trim_end_matches('.').to_string()
+            }
         );
     }
     let mut rates: Vec<f64> = r.steps.iter().map(|s| s.rate).collect();
-    rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    rates.sort_by(|a, b| a.total_cmp(b));
     rates.dedup();
     for rt in rates {
-        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" class="tick" text-anchor="middle">{rt:.0}</text>"#, x(rt), mt + ph + 14.0);
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" class="tick" text-anchor="middle">{rt:.0}</text>"#,
+            x(rt),
+            mt + ph + 14.0
+        );
     }
     let _ = write!(
         s,
@@ -473,7 +437,7 @@ fn chart(r: &CapacityReport, title: &str, unit: &str, value: fn(&StepResult) -> 
     );
     for (state, color) in [("warm", "#2b6cb0"), ("cold", "#c05621")] {
         let mut pts: Vec<&StepResult> = r.steps.iter().filter(|s| s.state == state).collect();
-        pts.sort_by(|a, b| a.rate.partial_cmp(&b.rate).unwrap());
+        pts.sort_by(|a, b| a.rate.total_cmp(&b.rate));
         if pts.is_empty() {
             continue;
         }
@@ -492,7 +456,12 @@ fn chart(r: &CapacityReport, title: &str, unit: &str, value: fn(&StepResult) -> 
             );
         }
         let last = pts.last().unwrap();
-        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" class="tick" fill="{color}">{state}</text>"#, x(last.rate) + 6.0, y(value(last)) - 4.0);
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" class="tick" fill="{color}">{state}</text>"#,
+            x(last.rate) + 6.0,
+            y(value(last)) - 4.0
+        );
     }
     s.push_str("</svg>");
     s
@@ -532,6 +501,7 @@ pub fn html(r: &CapacityReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::CapacityCfg;
 
     fn st(state: &str, rate: f64, p99: f64, err: f64, slo: &Slo) -> StepResult {
         StepResult {

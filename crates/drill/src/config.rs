@@ -4,6 +4,7 @@
 use anyhow::{anyhow, bail, Result};
 use coldswap_checker::Thresholds;
 use coldswap_client::TierConfig;
+use coldswap_db::{BackendChoice, BackendKind};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -37,11 +38,8 @@ impl Default for ClusterCfg {
 
 impl ClusterCfg {
     /// (from, to) as the chosen backend names them.
-    pub fn versions_for(&self, backend: coldswap_db::BackendKind) -> (String, String) {
-        match backend {
-            coldswap_db::BackendKind::Container => (self.from_image.clone(), self.to_image.clone()),
-            coldswap_db::BackendKind::Process => (self.from.clone(), self.to.clone()),
-        }
+    pub fn versions_for(&self, backend: BackendKind) -> (String, String) {
+        backend.pick((self.from.clone(), self.to.clone()), (self.from_image.clone(), self.to_image.clone()))
     }
 }
 
@@ -196,7 +194,7 @@ pub struct DrillConfig {
     pub queue: coldswap_client::queue::QueueConfig,
     pub thresholds: Thresholds,
     /// `coldswap capacity`: the load steps and the SLO.
-    pub capacity: crate::capacity::CapacityCfg,
+    pub capacity: CapacityCfg,
 }
 
 impl Default for DrillConfig {
@@ -216,8 +214,66 @@ impl Default for DrillConfig {
             checks: ChecksCfg::default(),
             queue: coldswap_client::queue::QueueConfig { enabled: true, ..Default::default() },
             thresholds: Thresholds::default(),
-            capacity: crate::capacity::CapacityCfg::default(),
+            capacity: CapacityCfg::default(),
         }
+    }
+}
+
+/// `[capacity]` in drill.toml.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapacityCfg {
+    /// First arrival rate (requests/s).
+    pub start_rate: f64,
+    /// Each step multiplies the rate by this (> 1).
+    pub step_factor: f64,
+    /// Steps per state at most.
+    pub max_steps: usize,
+    /// How long each step runs.
+    pub step: String,
+    /// The SLO: p99 of the API's requests (ms) and their error rate (%).
+    pub slo_p99_ms: f64,
+    pub slo_error_pct: f64,
+}
+
+impl Default for CapacityCfg {
+    fn default() -> Self {
+        CapacityCfg {
+            start_rate: 50.0,
+            step_factor: 1.6,
+            max_steps: 10,
+            step: "20s".into(),
+            slo_p99_ms: 250.0,
+            slo_error_pct: 1.0,
+        }
+    }
+}
+
+impl CapacityCfg {
+    pub fn validate(&self) -> Result<Duration> {
+        if self.start_rate.is_nan() || self.start_rate <= 0.0 {
+            bail!("capacity.start_rate: must be positive");
+        }
+        if self.step_factor.is_nan() || self.step_factor <= 1.0 {
+            bail!("capacity.step_factor: must be greater than 1");
+        }
+        if self.max_steps == 0 {
+            bail!("capacity.max_steps: at least 1");
+        }
+        if self.slo_p99_ms.is_nan() || self.slo_p99_ms <= 0.0 || self.slo_error_pct.is_nan() || self.slo_error_pct < 0.0
+        {
+            bail!("capacity: slo_p99_ms must be positive and slo_error_pct >= 0");
+        }
+        let d = coldswap_client::parse_duration(&self.step).map_err(|e| anyhow::anyhow!("capacity.step: {e}"))?;
+        if d.as_secs_f64() < 2.0 {
+            bail!("capacity.step: a step must last at least 2 s");
+        }
+        Ok(d)
+    }
+
+    /// The rates tried, in order.
+    pub fn rates(&self) -> Vec<f64> {
+        (0..self.max_steps).map(|i| (self.start_rate * self.step_factor.powi(i as i32)).round()).collect()
     }
 }
 
@@ -298,13 +354,18 @@ impl DrillConfig {
                 bail!("{}phases.{k}: a phase must last at least 1 s", at("phases", k));
             }
         }
-        coldswap_db::seed::check_scale(self.data.scale).map_err(|e| anyhow!("{}data.scale: {e}", at("data", "scale")))?;
-        if !matches!(self.cluster.backend.as_str(), "process" | "container" | "auto") {
-            bail!("{}cluster.backend: unknown backend '{}' (process, container or auto)", at("cluster", "backend"), self.cluster.backend);
-        }
-        if self.cluster.backend == "process" {
-            coldswap_db::dist::check_spec(&self.cluster.from).map_err(|e| anyhow!("{}cluster.from: {e}", at("cluster", "from")))?;
-            coldswap_db::dist::check_spec(&self.cluster.to).map_err(|e| anyhow!("{}cluster.to: {e}", at("cluster", "to")))?;
+        coldswap_dataset::check_scale(self.data.scale)
+            .map_err(|e| anyhow!("{}data.scale: {e}", at("data", "scale")))?;
+        let choice: BackendChoice =
+            self.cluster.backend.parse().map_err(|e| anyhow!("{}cluster.backend: {e}", at("cluster", "backend")))?;
+        for kind in BackendKind::ALL {
+            // `auto` may pick any: every pair it may use must be valid.
+            if choice.may_be(kind) {
+                let (from, to) = self.cluster.versions_for(kind);
+                let (kf, kt) = kind.pick(("from", "to"), ("from_image", "to_image"));
+                kind.check_spec(&from).map_err(|e| anyhow!("{}cluster.{kf}: {e}", at("cluster", kf)))?;
+                kind.check_spec(&to).map_err(|e| anyhow!("{}cluster.{kt}: {e}", at("cluster", kt)))?;
+            }
         }
         if self.cluster.buffer_pool_mb < 8 {
             bail!("{}cluster.buffer_pool_mb: at least 8", at("cluster", "buffer_pool_mb"));
@@ -320,7 +381,7 @@ impl DrillConfig {
                 bail!("{}load.api_nodes: from 1 to 1000, not {n}", at("load", "api_nodes"));
             }
         }
-        if !(self.load.rate >= 0.0) {
+        if self.load.rate.is_nan() || self.load.rate < 0.0 {
             bail!("{}load.rate: must not be negative", at("load", "rate"));
         }
         self.api.validate().map_err(|e| anyhow!("{}api: {e}", at("api", "pool_size")))?;
@@ -333,7 +394,12 @@ impl DrillConfig {
             Some(k) => {
                 let d = dur("kill_switch", "at", &k.at)?;
                 if d >= cold {
-                    bail!("{}kill_switch.at: {} is not inside the cold phase ({})", at("kill_switch", "at"), k.at, self.phases.cold);
+                    bail!(
+                        "{}kill_switch.at: {} is not inside the cold phase ({})",
+                        at("kill_switch", "at"),
+                        k.at,
+                        self.phases.cold
+                    );
                 }
                 Some(d)
             }
@@ -374,7 +440,12 @@ mod tests {
     fn check(text: &str) -> String {
         let p = Path::new("d.toml");
         match toml::from_str::<DrillConfig>(text) {
-            Err(e) => format!("{}:{}: {}", p.display(), e.span().map(|s| line_of(text, s.start)).unwrap_or(0), e.message().trim()),
+            Err(e) => format!(
+                "{}:{}: {}",
+                p.display(),
+                e.span().map(|s| line_of(text, s.start)).unwrap_or(0),
+                e.message().trim()
+            ),
             Ok(c) => match c.validate(Some((p, text))) {
                 Ok(_) => "ok".into(),
                 Err(e) => e.to_string(),
@@ -385,16 +456,24 @@ mod tests {
     #[test]
     fn bad_configs_name_file_and_line() {
         assert_eq!(check("[phases]\ncold = \"30s\"\n"), "ok");
-        assert!(check("[phases]\ncold = \"-30s\"\n").starts_with("d.toml:2: phases.cold: invalid duration '-30s': must not be negative"));
+        assert!(check("[phases]\ncold = \"-30s\"\n")
+            .starts_with("d.toml:2: phases.cold: invalid duration '-30s': must not be negative"));
         assert!(check("[phases]\ncold = 30\n").starts_with("d.toml:2: "), "{}", check("[phases]\ncold = 30\n"));
-        assert!(check("[cluster]\nfrom = \"mariadb-99\"\n").starts_with("d.toml:2: cluster.from: unknown server version 'mariadb-99'"));
+        assert!(check("[cluster]\nfrom = \"mariadb-99\"\n")
+            .starts_with("d.toml:2: cluster.from: unknown server version 'mariadb-99'"));
         assert!(check("[cluster]\nfrobnicate = 1\n").starts_with("d.toml:2: unknown field `frobnicate`"));
         assert!(check("[data]\nscale = 0\n").starts_with("d.toml:2: data.scale: invalid scale"));
-        assert!(check("[warmup]\ntechnique = \"magic\"\n").starts_with("d.toml:2: warmup.technique: unknown warm-up technique"));
-        assert!(check("[kill_switch]\ntarget = \"x\"\nat = \"500s\"\n").starts_with("d.toml:3: kill_switch.at: 500s is not inside the cold phase"));
+        assert!(check("[warmup]\ntechnique = \"magic\"\n")
+            .starts_with("d.toml:2: warmup.technique: unknown warm-up technique"));
+        assert!(check("[kill_switch]\ntarget = \"x\"\nat = \"500s\"\n")
+            .starts_with("d.toml:3: kill_switch.at: 500s is not inside the cold phase"));
         assert!(check("[storage]\nlatency = \"fast\"\n").starts_with("d.toml:2: storage.latency: invalid latency"));
         assert!(check("[phases\ncold = \"1s\"\n").starts_with("d.toml:1: "));
         assert_eq!(check("[load]\napi_nodes = 12\n"), "ok");
-        assert!(check("[load]\napi_nodes = 0\n").starts_with("d.toml:2: load.api_nodes: from 1 to 1000, not 0"), "{}", check("[load]\napi_nodes = 0\n"));
+        assert!(
+            check("[load]\napi_nodes = 0\n").starts_with("d.toml:2: load.api_nodes: from 1 to 1000, not 0"),
+            "{}",
+            check("[load]\napi_nodes = 0\n")
+        );
     }
 }

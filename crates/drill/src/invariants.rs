@@ -3,9 +3,16 @@
 
 use anyhow::Result;
 use coldswap_client::RunResult;
-use coldswap_db::sql;
+use coldswap_db::Cluster;
+use coldswap_sql as sql;
 
-use crate::run::StateView;
+/// What the checks after a drill may look at.
+pub struct StateView<'a> {
+    /// The cluster after the switchover.
+    pub cluster: &'a Cluster,
+    /// The mix's database (where the write ledger lives).
+    pub database: &'a str,
+}
 
 /// Look every acknowledged write up on the current primary.
 pub async fn ledger(view: &StateView<'_>, run: &RunResult) -> Result<serde_json::Value> {

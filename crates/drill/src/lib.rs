@@ -4,6 +4,7 @@
 pub mod capacity;
 pub mod config;
 pub mod invariants;
+pub mod out;
 pub mod run;
 
 pub use config::DrillConfig;

@@ -4,15 +4,15 @@
 //! teardown. An interruption or a failure still writes a report, marked
 //! incomplete, and tears everything down.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use coldswap_checker::report::{ClusterSection, Digest, KillSwitch, Phase, Report, Step, Switchover};
 use coldswap_checker::{digests, lint, render, thresholds};
 use coldswap_client::run::{Load, LoadConfig, Model};
 use coldswap_client::{Endpoint, Mix, Recorder};
-use coldswap_db::cluster::{BackendKind, Cluster, PromoteOptions, UpOptions};
-use coldswap_db::signals;
+use coldswap_db::{BackendChoice, BackendKind, Cluster, PromoteOptions, ReplicationError, SwitchoverError, UpOptions};
 use coldswap_nemesis::cold;
 use coldswap_nemesis::warm::{self, Technique, WarmInputs};
+use coldswap_signals as signals;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,12 +26,6 @@ pub struct Outcome {
     /// 0 pass, 3 thresholds failed, 1 failed, 130/143 interrupted.
     pub exit_code: i32,
     pub error: Option<String>,
-}
-
-/// What the checks after a drill may look at.
-pub struct StateView<'a> {
-    pub cluster: &'a Cluster,
-    pub database: &'a str,
 }
 
 struct State {
@@ -63,48 +57,10 @@ struct State {
     invariants: serde_json::Value,
 }
 
-fn utc_stamp() -> (String, String) {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = (secs / 86400, secs % 86400);
-    // civil from days (Howard Hinnant)
-    let z = days as i64 + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    (
-        format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}"),
-        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z"),
-    )
-}
-
-/// Create `<out>/<timestamp>/` and point `<out>/latest` at it.
-pub fn make_out_dir(out: &Path) -> Result<(PathBuf, String)> {
-    let (stamp, iso) = utc_stamp();
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut dir = out.join(&stamp);
-    let mut n = 1;
-    while dir.exists() {
-        n += 1;
-        dir = out.join(format!("{stamp}-{n}"));
-    }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let latest = out.join("latest");
-    let _ = std::fs::remove_file(&latest);
-    let _ = std::os::unix::fs::symlink(dir.file_name().unwrap(), &latest);
-    Ok((dir, iso))
-}
-
 async fn sleep_or_signal(d: Duration) -> Result<()> {
     signals::interruptible(async {
         tokio::time::sleep(d).await;
-        Ok(())
+        anyhow::Ok(())
     })
     .await
 }
@@ -115,12 +71,9 @@ fn step(s: &mut Vec<Step>, name: &str, t: Instant) {
 
 /// The backend a config asks for (auto: containers when an engine and the
 /// images are here, and one line says why).
-pub async fn backend_for(cfg: &DrillConfig) -> BackendKind {
-    match cfg.cluster.backend.as_str() {
-        "container" => BackendKind::Container,
-        "process" => BackendKind::Process,
-        _ => coldswap_db::container::choose_backend(&cfg.cluster.from_image, &cfg.cluster.to_image).await,
-    }
+pub async fn backend_for(cfg: &DrillConfig) -> Result<BackendKind> {
+    let choice: BackendChoice = cfg.cluster.backend.parse().map_err(|e: String| anyhow!("cluster.backend: {e}"))?;
+    Ok(choice.resolve((&cfg.cluster.from_image, &cfg.cluster.to_image)).await)
 }
 
 /// Run a whole drill.
@@ -129,7 +82,11 @@ pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outc
     let mix = cfg.mix()?;
     if let Some(k) = &cfg.kill_switch {
         if !mix.has(&k.target) {
-            anyhow::bail!("kill_switch.target '{}' is not a transaction or background job of {}", k.target, cfg.load.mix.display());
+            anyhow::bail!(
+                "kill_switch.target '{}' is not a transaction or background job of {}",
+                k.target,
+                cfg.load.mix.display()
+            );
         }
     }
     if let Some(bg) = &cfg.load.background {
@@ -140,7 +97,7 @@ pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outc
         }
     }
     coldswap_db::cluster::sweep_stale();
-    let (dir, started_at) = make_out_dir(&cfg.out)?;
+    let (dir, started_at) = crate::out::make_out_dir(&cfg.out)?;
     let mut st = State {
         dur,
         mix,
@@ -180,14 +137,14 @@ fn phase_log(name: &str, what: &str) {
 async fn drive(st: &mut State) -> Result<()> {
     let cfg = st.cfg.clone();
     // 1. Cluster up on the from-version, seeded.
-    let backend = backend_for(&cfg).await;
+    let backend = backend_for(&cfg).await?;
     st.backend = backend.to_string();
     let (from_v, to_v) = cfg.cluster.versions_for(backend);
     let mut up = UpOptions::new(st.dir.join("cluster"), &from_v);
     up.to = Some(to_v.clone());
     up.backend = backend;
     up.buffer_pool_mb = cfg.cluster.buffer_pool_mb;
-    up.container = coldswap_db::container::ContainerOptions::default();
+    up.container = coldswap_db::ContainerOptions::default();
     phase_log("setup", &format!("starting {from_v} -> {to_v} on the {backend} backend"));
     let t = Instant::now();
     let (cluster, steps) = signals::interruptible(Cluster::up(up)).await?;
@@ -200,17 +157,26 @@ async fn drive(st: &mut State) -> Result<()> {
     phase_log("setup", &format!("seeding scale {}", cfg.data.scale));
     let seeded = signals::interruptible(cluster.seed(cfg.data.scale, false, &|_| {})).await?;
     step(&mut st.steps, "seed", t);
-    tracing::info!("seeded {} rows, {:.0} MiB in {:.1} s", seeded.rows, seeded.bytes as f64 / 1048576.0, seeded.seconds);
+    tracing::info!(
+        "seeded {} rows, {:.0} MiB in {:.1} s",
+        seeded.rows,
+        seeded.bytes as f64 / 1048576.0,
+        seeded.seconds
+    );
 
     // 2. The load, through the endpoint, against the warm primary.
     let p = cluster.primary_index()?;
     let ep = Arc::new(Endpoint::start(cluster.node(p).addr().parse()?).await?);
     st.endpoint = Some(ep.clone());
     let s = cluster.secrets();
-    let app = coldswap_db::sql::tcp_options("127.0.0.1", ep.addr().port(), &s.app_user, &s.app_password);
+    let app = coldswap_sql::tcp_options("127.0.0.1", ep.addr().port(), &s.app_user, &s.app_password);
     let lcfg = LoadConfig {
         users: cfg.load.users,
-        model: if cfg.load.rate > 0.0 { Model::Open { rate_per_s: cfg.load.rate } } else { Model::Closed { think_ms: cfg.load.think_ms } },
+        model: if cfg.load.rate > 0.0 {
+            Model::Open { rate_per_s: cfg.load.rate }
+        } else {
+            Model::Closed { think_ms: cfg.load.think_ms }
+        },
         hatch_rate: cfg.load.hatch_rate,
         duration: None,
         tier: cfg.api.clone(),
@@ -226,19 +192,28 @@ async fn drive(st: &mut State) -> Result<()> {
         let counts = coldswap_client::run::check_against(&st.mix, &app).await?;
         let gens = coldswap_client::gen::Generators::new(st.mix.generators.clone(), counts, 0);
         let mut c = cluster.admin(p).await?;
-        coldswap_db::sql::exec(&mut c, &format!("USE `{}`", st.mix.database)).await?;
+        coldswap_sql::exec(&mut c, &format!("USE `{}`", st.mix.database)).await?;
         st.lint = lint::lint(
             &mut c,
             &st.mix,
             &gens,
-            lint::ColdModel { mean_latency_ms: ccfg.mean_latency_us() / 1000.0, block_bytes: ccfg.block_bytes(), concurrency: ccfg.concurrency },
+            lint::ColdModel {
+                mean_latency_ms: ccfg.mean_latency_us() / 1000.0,
+                block_bytes: ccfg.block_bytes(),
+                concurrency: ccfg.concurrency,
+            },
         )
         .await?;
         for l in st.lint.iter().filter(|l| l.full_scan) {
-            tracing::warn!("lint: {} is a full scan of {} (est. {:.1} s on a cold volume)", l.transaction, l.scanned_tables.join(", "), l.est_cold_cost_ms / 1000.0);
+            tracing::warn!(
+                "lint: {} is a full scan of {} (est. {:.1} s on a cold volume)",
+                l.transaction,
+                l.scanned_tables.join(", "),
+                l.est_cold_cost_ms / 1000.0
+            );
         }
         digests::reset(&mut c).await?;
-        coldswap_db::sql::close(c).await;
+        coldswap_sql::close(c).await;
     }
     st.recorder.phase("baseline");
     let l2 = load.clone();
@@ -248,7 +223,10 @@ async fn drive(st: &mut State) -> Result<()> {
         st.queue = Some(q.clone());
         st.queue_task = Some(tokio::spawn(async move { q.run().await }));
     }
-    phase_log("baseline", &format!("{} s against the warm primary {}", st.dur.baseline.as_secs(), cluster.node(p).name));
+    phase_log(
+        "baseline",
+        &format!("{} s against the warm primary {}", st.dur.baseline.as_secs(), cluster.node(p).name),
+    );
     sleep_or_signal(st.dur.baseline).await?;
     collect_digests(st, "baseline", p).await;
 
@@ -269,7 +247,12 @@ async fn drive(st: &mut State) -> Result<()> {
     if cfg.checks.checksum {
         phase_log("upgrade", "checksumming every table on primary and replica");
         let t = Instant::now();
-        let c = signals::interruptible(coldswap_checker::checksum::run(cluster, &["api", "import_queue"], cfg.checks.checksum_chunks_per_s)).await?;
+        let c = signals::interruptible(coldswap_checker::checksum::run(
+            cluster,
+            &["api", "import_queue"],
+            cfg.checks.checksum_chunks_per_s,
+        ))
+        .await?;
         step(&mut st.steps, "checksum", t);
         if !c.consistent {
             tracing::warn!("primary and replica differ in {} chunks: {}", c.mismatched.len(), c.mismatched.join(", "));
@@ -279,7 +262,8 @@ async fn drive(st: &mut State) -> Result<()> {
     let cluster = st.cluster.as_mut().unwrap();
     // Wait for the replica (on its own, warm volume) before the switchover.
     let t = Instant::now();
-    let lag = signals::interruptible(wait_for_lag(cluster, r, cfg.switchover.max_lag_s, st.dur.wait_for_replica)).await?;
+    let lag =
+        signals::interruptible(wait_for_lag(cluster, r, cfg.switchover.max_lag_s, st.dur.wait_for_replica)).await?;
     step(&mut st.steps, "replica_catchup", t);
     tracing::info!("{} applies within {lag:.2} s", cluster.node(r).name);
 
@@ -287,12 +271,23 @@ async fn drive(st: &mut State) -> Result<()> {
     // on a fresh snapshot restore (every block cold, empty buffer pool), as
     // a promoted replica on restored storage does; promote; swap the endpoint.
     st.recorder.phase("switchover");
-    phase_log("switchover", &format!("fence, catch up, restart {} on a fresh restore ({}), promote, swap the endpoint", cluster.node(r).name, cfg.storage.latency));
+    phase_log(
+        "switchover",
+        &format!(
+            "fence, catch up, restart {} on a fresh restore ({}), promote, swap the endpoint",
+            cluster.node(r).name,
+            cfg.storage.latency
+        ),
+    );
     let ccfg = cfg.cold_config()?;
     let t = Instant::now();
-    let popts = PromoteOptions { max_lag_s: cfg.switchover.max_lag_s, catchup_timeout_s: cfg.switchover.catchup_timeout_s, demote: false };
+    let popts = PromoteOptions {
+        max_lag_s: cfg.switchover.max_lag_s,
+        catchup_timeout_s: cfg.switchover.catchup_timeout_s,
+        demote: false,
+    };
     let fenced = signals::interruptible(cluster.promote_begin(&popts)).await.map_err(|e| {
-        st.switchover.rolled_back = e.to_string().contains("rolled back");
+        st.switchover.rolled_back = rolled_back(&e);
         e.context("switchover")
     })?;
     st.recorder.event("fenced", &cluster.node(p).name.clone());
@@ -302,7 +297,9 @@ async fn drive(st: &mut State) -> Result<()> {
         Err(e) => {
             cluster.promote_abort(fenced).await;
             st.switchover.rolled_back = true;
-            return Err(e.context("restarting the replica on a fresh restore (rolled back: the old primary takes writes again)"));
+            return Err(e.context(
+                "restarting the replica on a fresh restore (rolled back: the old primary takes writes again)",
+            ));
         }
     };
     let cold_restore_s = tc.elapsed().as_secs_f64();
@@ -319,8 +316,8 @@ async fn drive(st: &mut State) -> Result<()> {
         })
         .await
         .map_err(|e| {
-            st.switchover.rolled_back = e.to_string().contains("rolled back");
-            e.context("switchover")
+            st.switchover.rolled_back = e.rolled_back();
+            anyhow::Error::from(e).context("switchover")
         })?;
     st.steps.extend(psteps.0.iter().map(|s| Step { name: format!("promote.{}", s.name), seconds: s.seconds }));
     step(&mut st.steps, "switchover", t);
@@ -341,13 +338,16 @@ async fn drive(st: &mut State) -> Result<()> {
         let cluster = st.cluster.as_ref().unwrap();
         if let Ok(mut c) = cluster.admin(newp).await {
             let _ = digests::reset(&mut c).await;
-            coldswap_db::sql::close(c).await;
+            coldswap_sql::close(c).await;
         }
     }
     st.recorder.phase("cold");
     let c0 = vol.counters();
     let cold_start = st.recorder.elapsed();
-    phase_log("cold", &format!("{} s against the cold new primary {}", st.dur.cold.as_secs(), st.switchover.new_primary));
+    phase_log(
+        "cold",
+        &format!("{} s against the cold new primary {}", st.dur.cold.as_secs(), st.switchover.new_primary),
+    );
     match (&cfg.kill_switch, st.dur.kill_at) {
         (Some(k), Some(at)) => {
             sleep_or_signal(at).await?;
@@ -394,7 +394,7 @@ async fn drive(st: &mut State) -> Result<()> {
         let cluster = st.cluster.as_ref().unwrap();
         if let Ok(mut c) = cluster.admin(newp).await {
             let _ = digests::reset(&mut c).await;
-            coldswap_db::sql::close(c).await;
+            coldswap_sql::close(c).await;
         }
     }
     st.recorder.phase("warm");
@@ -403,6 +403,11 @@ async fn drive(st: &mut State) -> Result<()> {
     collect_digests(st, "warm", newp).await;
     st.recorder.phase("end");
     Ok(())
+}
+
+/// Whether a switchover error says the old primary was put back.
+fn rolled_back(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<SwitchoverError>().map(|s| s.rolled_back()).unwrap_or(false)
 }
 
 /// Wait until replica `r` applies a fresh heartbeat within `max_lag`
@@ -415,7 +420,7 @@ async fn wait_for_lag(cluster: &Cluster, r: usize, max_lag: f64, limit: Duration
         let t0 = Instant::now();
         match cluster.verify_replication(Duration::from_secs_f64(max_lag.max(0.5))).await {
             Ok(()) => return Ok(t0.elapsed().as_secs_f64()),
-            Err(e) if e.to_string().contains("did not apply a heartbeat") => {
+            Err(ReplicationError::HeartbeatTimeout { .. }) => {
                 if Instant::now() > deadline {
                     return Err(anyhow!(
                         "the cold replica did not come within {max_lag} s of the primary in {} s: it cannot keep up with this load on a cold volume",
@@ -423,7 +428,7 @@ async fn wait_for_lag(cluster: &Cluster, r: usize, max_lag: f64, limit: Duration
                     ));
                 }
             }
-            Err(e) => return Err(e.context("while waiting for the cold replica")),
+            Err(e) => return Err(anyhow::Error::from(e).context("while waiting for the cold replica")),
         }
     }
 }
@@ -436,7 +441,7 @@ async fn collect_digests(st: &mut State, phase: &str, node: usize) {
                 Ok(d) => st.digests.push((phase.to_string(), d)),
                 Err(e) => tracing::warn!("cannot read statement digests for {phase}: {e:#}"),
             }
-            coldswap_db::sql::close(c).await;
+            coldswap_sql::close(c).await;
         }
         Err(e) => tracing::warn!("cannot read statement digests for {phase}: {e:#}"),
     }
@@ -469,7 +474,7 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
     // Invariants (issue 8 adds the ledger and status checks here).
     if body.is_ok() {
         if let Some(c) = &st.cluster {
-            let view = StateView { cluster: c, database: &st.mix.database };
+            let view = crate::invariants::StateView { cluster: c, database: &st.mix.database };
             let mut inv = serde_json::Map::new();
             match crate::invariants::ledger(&view, &run).await {
                 Ok(v) => {
@@ -481,7 +486,7 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
                 if let Ok(p) = c.primary_index() {
                     let s = c.secrets();
                     let n = c.node(p);
-                    let opts = coldswap_db::sql::tcp_options(&n.host, n.port, &s.app_user, &s.app_password);
+                    let opts = coldswap_sql::tcp_options(&n.host, n.port, &s.app_user, &s.app_password);
                     match coldswap_client::queue::anomalies(&opts, &q.told).await {
                         Ok(v) => {
                             inv.insert("status".into(), v);
@@ -546,7 +551,8 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
         report.switchover.failed_requests = failed;
         report.switchover.errors = errors;
         // seconds of the timeline in the window with failures
-        let secs: Vec<u64> = run.timeline.iter().filter(|s| s.phase == "switchover" && s.errors > 0).map(|s| s.t).collect();
+        let secs: Vec<u64> =
+            run.timeline.iter().filter(|s| s.phase == "switchover" && s.errors > 0).map(|s| s.t).collect();
         if let (Some(a), Some(b)) = (secs.first(), secs.last()) {
             report.switchover.client_unavailable_seconds = (b - a + 1) as f64;
         }
@@ -594,7 +600,7 @@ fn kill_switch_effect(run: &coldswap_client::RunResult, target: &str, at: f64) -
         let n: u64 = secs.iter().map(|s| s.count).sum();
         let e: u64 = secs.iter().map(|s| s.errors).sum();
         let mut p99: Vec<f64> = secs.iter().filter(|s| s.count > 0).map(|s| s.p99_ms).collect();
-        p99.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        p99.sort_by(|a, b| a.total_cmp(b));
         let med = if p99.is_empty() { 0.0 } else { p99[p99.len() / 2] };
         (if n == 0 { 0.0 } else { e as f64 / n as f64 }, med)
     };
@@ -621,7 +627,10 @@ pub fn summary(o: &Outcome) -> String {
         s.push_str(&format!("  - {f}\n"));
     }
     if !r.comparison.is_empty() {
-        s.push_str(&format!("\n  {:<24} {:>10} {:>10} {:>10} {:>9}\n", "p99 ms", "baseline", "cold", "warm", "cold/warm"));
+        s.push_str(&format!(
+            "\n  {:<24} {:>10} {:>10} {:>10} {:>9}\n",
+            "p99 ms", "baseline", "cold", "warm", "cold/warm"
+        ));
         for c in &r.comparison {
             let f = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
             s.push_str(&format!(
@@ -635,7 +644,13 @@ pub fn summary(o: &Outcome) -> String {
         }
     }
     for t in &r.thresholds {
-        s.push_str(&format!("  threshold {:<26} {:>9.2} (limit {:.2}) {}\n", t.rule, t.value, t.limit, if t.passed { "pass" } else { "FAIL" }));
+        s.push_str(&format!(
+            "  threshold {:<26} {:>9.2} (limit {:.2}) {}\n",
+            t.rule,
+            t.value,
+            t.limit,
+            if t.passed { "pass" } else { "FAIL" }
+        ));
     }
     s.push_str(&format!("\nreport: {}/report.html (and report.json, report.md)\n", o.dir.display()));
     let _ = render::esc;

@@ -62,13 +62,16 @@ impl FileMap {
     }
 }
 
+/// Open files by (dev, ino): their bitmap, or None for files outside the root.
+type FileTable = RwLock<HashMap<(u64, u64), Option<Arc<FileMap>>>>;
+
 struct State {
     root: String,
     state_dir: String,
     shared: &'static Shared,
     block: u64,
     /// (dev, ino) -> bitmap, or None for files outside the root.
-    files: RwLock<HashMap<(u64, u64), Option<Arc<FileMap>>>>,
+    files: FileTable,
     /// Average oversleep of the timer, subtracted from later sleeps.
     slack_ns: AtomicI64,
 }
@@ -161,14 +164,7 @@ fn init() -> Option<State> {
     shared.attaches.fetch_add(1, Relaxed);
     shared.last_pid.store(std::process::id() as u64, Relaxed);
     let block = shared.block_size.load(Relaxed);
-    Some(State {
-        root,
-        state_dir,
-        shared,
-        block,
-        files: RwLock::new(HashMap::new()),
-        slack_ns: AtomicI64::new(0),
-    })
+    Some(State { root, state_dir, shared, block, files: RwLock::new(HashMap::new()), slack_ns: AtomicI64::new(0) })
 }
 
 fn state() -> Option<&'static State> {
@@ -324,7 +320,7 @@ fn now_ns() -> i64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime into a local.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
 /// Background hydration: warms every block of every file under the root at

@@ -59,7 +59,7 @@ impl ColdConfig {
         if self.concurrency == 0 {
             bail!("cold storage concurrency must be at least 1");
         }
-        if !(self.hydrate_mib_s >= 0.0) {
+        if self.hydrate_mib_s.is_nan() || self.hydrate_mib_s < 0.0 {
             bail!("cold storage hydration rate must be >= 0 MiB/s");
         }
         Ok(())
@@ -94,10 +94,12 @@ pub fn preload_lib() -> Result<PathBuf> {
         }
         cands.push(d.join(NAME));
     }
-    cands
-        .into_iter()
-        .find(|p| p.is_file())
-        .ok_or_else(|| anyhow!("the first-touch library {NAME} is missing next to {} (build the workspace: cargo build --release)", exe.display()))
+    cands.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        anyhow!(
+            "the first-touch library {NAME} is missing next to {} (build the workspace: cargo build --release)",
+            exe.display()
+        )
+    })
 }
 
 /// The emulator state of a node (process backend: `<node dir>/coldstate`).
@@ -371,7 +373,10 @@ pub fn native_aio_in_log(text: &str) -> Option<String> {
     text.lines()
         .find(|l| {
             let l = l.to_ascii_lowercase();
-            (l.contains("io_uring") || l.contains("liburing") || l.contains("native aio") || l.contains("linux native aio"))
+            (l.contains("io_uring")
+                || l.contains("liburing")
+                || l.contains("native aio")
+                || l.contains("linux native aio"))
                 && !l.contains("disabled")
                 && !l.contains("innodb_use_native_aio=0")
         })
@@ -387,9 +392,8 @@ pub async fn make_cold(cluster: &mut Cluster, i: usize, cfg: &ColdConfig, fresh:
     let state = state_dir_of(cluster, i);
     // The datadir as the server names it: inside a container, its volume's
     // mount point (the library and the state dir are mounted at their host paths).
-    let root = cluster.server_datadir(i);
+    let root = cluster.files()?.datadir(cluster.node(i));
     let vol = Volume::open(&state, cfg)?;
-    let log = cluster.node(i).error_log();
     let mut extras = cluster.node(i).extras.clone();
     extras.env.retain(|(k, _)| k != "LD_PRELOAD" && !k.starts_with("COLDSWAP_FT_"));
     extras.env.extend(preload_env(&lib, &root, &state, cfg));
@@ -400,9 +404,9 @@ pub async fn make_cold(cluster: &mut Cluster, i: usize, cfg: &ColdConfig, fresh:
     }
     vol.clear_inflight();
     vol.set_enabled(true);
-    let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let mark = cluster.files()?.log_mark(cluster.node(i));
     cluster.start_in_role(i).await?;
-    let text = cluster.server_log_since(i, offset);
+    let text = cluster.files()?.log_since(cluster.node(i), mark);
     if let Some(line) = native_aio_in_log(&text) {
         bail!("{} reads with native AIO, which bypasses the first-touch emulator: {line}", cluster.node(i).name);
     }

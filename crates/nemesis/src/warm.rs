@@ -10,7 +10,8 @@
 //! * `none`.
 
 use anyhow::{anyhow, bail, Context, Result};
-use coldswap_db::{sql, Cluster, Flavor};
+use coldswap_db::{Cluster, Flavor};
+use coldswap_sql as sql;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -145,12 +146,14 @@ pub async fn buffer_pool_transfer(cluster: &Cluster, src: usize, dst: usize) -> 
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let src_spaces = tablespaces(&mut s, cluster.node(src).dist.flavor).await?;
+    let src_spaces = tablespaces(&mut s, cluster.node(src).flavor()).await?;
     sql::close(s).await;
-    let dump = String::from_utf8_lossy(&cluster.read_data_file(src, "ib_buffer_pool").await.context("reading the buffer pool dump")?)
-        .to_string();
+    let dump = String::from_utf8_lossy(
+        &cluster.files()?.read(cluster.node(src), "ib_buffer_pool").await.context("reading the buffer pool dump")?,
+    )
+    .to_string();
     let mut d = cluster.admin(dst).await?;
-    let dst_spaces = tablespaces(&mut d, cluster.node(dst).dist.flavor).await?;
+    let dst_spaces = tablespaces(&mut d, cluster.node(dst).flavor()).await?;
     let by_name: HashMap<&str, u64> = dst_spaces.iter().map(|(id, n)| (n.as_str(), *id)).collect();
     let mut out = String::new();
     let mut pages = 0;
@@ -164,7 +167,11 @@ pub async fn buffer_pool_transfer(cluster: &Cluster, src: usize, dst: usize) -> 
             pages += 1;
         }
     }
-    cluster.write_data_file(dst, "ib_buffer_pool", out.as_bytes()).await.context("writing the buffer pool list")?;
+    cluster
+        .files()?
+        .write(cluster.node(dst), "ib_buffer_pool", out.as_bytes())
+        .await
+        .context("writing the buffer pool list")?;
     sql::exec(&mut d, "SET GLOBAL innodb_buffer_pool_load_now = ON").await?;
     let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
@@ -207,12 +214,13 @@ fn volread_bin() -> Result<PathBuf> {
 pub async fn volume_read(cluster: &Cluster, node: usize, parallel: usize) -> Result<(u64, u64)> {
     let bin = volread_bin()?;
     let n = cluster.node(node);
-    let dir = cluster.server_datadir(node).display().to_string();
+    let files = cluster.files()?;
+    let dir = files.datadir(n).display().to_string();
     let par = parallel.to_string();
     // The same emulator environment as the server: same state, same volume
     // (run inside the node's container on the container backend).
-    let out = cluster
-        .run_on_node(node, &bin.display().to_string(), &[&dir, &par], &n.extras.env, None)
+    let out = files
+        .exec(n, &bin.display().to_string(), &[&dir, &par], &n.extras.env, None)
         .await
         .context("cannot run coldswap-volread")?;
     if !out.status.success() {

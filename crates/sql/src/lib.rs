@@ -1,15 +1,30 @@
-//! Admin connections and the few queries the lifecycle needs.
+//! coldswap's **sql**: talking to a MySQL or MariaDB server, for every
+//! other crate.
 //!
-//! Statement logging is off on every connection made here: CHANGE MASTER
-//! carries a password and must never reach a log.
+//! * connection options with statement logging off (CHANGE MASTER carries a
+//!   password and must never reach a log), and connecting with a timeout;
+//! * error descriptions without passwords, and the server's error numbers;
+//! * text-protocol statements and one-value queries;
+//! * [`server`]: which server answers (flavor and version, from `VERSION()`).
+//!
+//! ```no_run
+//! # async fn f() -> anyhow::Result<()> {
+//! let opts = coldswap_sql::tcp_options("127.0.0.1", 3306, "app", "secret");
+//! let mut c = coldswap_sql::connect(&opts, std::time::Duration::from_secs(5)).await?;
+//! let v = coldswap_sql::query_text(&mut c, "SELECT VERSION()").await?;
+//! coldswap_sql::close(c).await;
+//! # Ok(()) }
+//! ```
+
+pub mod server;
+
+pub use server::{parse_server_version, Flavor, Version};
 
 use anyhow::{anyhow, Context, Result};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlRow};
 use sqlx::{ConnectOptions, Connection, Row};
 use std::path::Path;
 use std::time::Duration;
-
-use crate::dialect::Dialect;
 
 /// Connection options for a user over TCP, with statement logging off.
 pub fn tcp_options(host: &str, port: u16, user: &str, password: &str) -> MySqlConnectOptions {
@@ -31,6 +46,7 @@ pub fn socket_options(socket: &Path, user: &str) -> MySqlConnectOptions {
         .disable_statement_logging()
 }
 
+/// Connect, giving up after `timeout`; the error is one password-free line.
 pub async fn connect(opts: &MySqlConnectOptions, timeout: Duration) -> Result<MySqlConnection> {
     match tokio::time::timeout(timeout, opts.connect()).await {
         Ok(Ok(c)) => Ok(c),
@@ -59,13 +75,14 @@ pub fn error_number(e: &sqlx::Error) -> Option<u16> {
     }
 }
 
-/// Run statements one after another through the text protocol.
+/// Run one statement through the text protocol.
 pub async fn exec(conn: &mut MySqlConnection, sql: &str) -> Result<()> {
     // A plain &str runs as COM_QUERY (text protocol, no prepare).
     sqlx::Executor::execute(&mut *conn, sql).await.map_err(|e| anyhow!(describe(&e)))?;
     Ok(())
 }
 
+/// Run statements in order, stopping at the first error.
 pub async fn exec_all(conn: &mut MySqlConnection, stmts: &[String]) -> Result<()> {
     for s in stmts {
         exec(conn, s).await?;
@@ -75,43 +92,32 @@ pub async fn exec_all(conn: &mut MySqlConnection, stmts: &[String]) -> Result<()
 
 /// Read any column of a row as text, whatever its SQL type.
 pub fn col_text(row: &MySqlRow, name: &str) -> Option<String> {
-    if let Ok(v) = row.try_get::<Option<String>, _>(name) {
-        return v;
-    }
-    if let Ok(v) = row.try_get::<Option<i64>, _>(name) {
-        return v.map(|x| x.to_string());
-    }
-    if let Ok(v) = row.try_get::<Option<u64>, _>(name) {
-        return v.map(|x| x.to_string());
-    }
-    if let Ok(v) = row.try_get::<Option<f64>, _>(name) {
-        return v.map(|x| x.to_string());
-    }
-    if let Ok(v) = row.try_get::<Option<Vec<u8>>, _>(name) {
-        return v.map(|x| String::from_utf8_lossy(&x).into_owned());
-    }
-    // DECIMAL and other types sent as text.
-    row.try_get_unchecked::<Option<String>, _>(name).ok().flatten()
+    text_of(row, name)
 }
 
+/// Read the column at `idx` of a row as text, whatever its SQL type.
 pub fn col_text_at(row: &MySqlRow, idx: usize) -> Option<String> {
-    if let Ok(v) = row.try_get::<Option<String>, _>(idx) {
+    text_of(row, idx)
+}
+
+fn text_of<I: sqlx::ColumnIndex<MySqlRow> + Copy>(row: &MySqlRow, i: I) -> Option<String> {
+    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
         return v;
     }
-    if let Ok(v) = row.try_get::<Option<i64>, _>(idx) {
+    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
         return v.map(|x| x.to_string());
     }
-    if let Ok(v) = row.try_get::<Option<u64>, _>(idx) {
+    if let Ok(v) = row.try_get::<Option<u64>, _>(i) {
         return v.map(|x| x.to_string());
     }
-    if let Ok(v) = row.try_get::<Option<f64>, _>(idx) {
+    if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
         return v.map(|x| x.to_string());
     }
-    if let Ok(v) = row.try_get::<Option<Vec<u8>>, _>(idx) {
+    if let Ok(v) = row.try_get::<Option<Vec<u8>>, _>(i) {
         return v.map(|x| String::from_utf8_lossy(&x).into_owned());
     }
     // DECIMAL and other types sent as text.
-    row.try_get_unchecked::<Option<String>, _>(idx).ok().flatten()
+    row.try_get_unchecked::<Option<String>, _>(i).ok().flatten()
 }
 
 /// First column of the first row, as text.
@@ -120,57 +126,18 @@ pub async fn query_text(conn: &mut MySqlConnection, sql: &str) -> Result<Option<
     Ok(rows.first().and_then(|r| col_text_at(r, 0)))
 }
 
+/// First column of the first row, as an integer.
 pub async fn query_i64(conn: &mut MySqlConnection, sql: &str) -> Result<i64> {
     let t = query_text(conn, sql).await?.ok_or_else(|| anyhow!("no value from `{sql}`"))?;
     t.trim().parse::<i64>().with_context(|| format!("not a number from `{sql}`: {t}"))
 }
 
+/// Every row of a text-protocol query.
 pub async fn fetch_all(conn: &mut MySqlConnection, sql: &str) -> Result<Vec<MySqlRow>> {
     sqlx::Executor::fetch_all(&mut *conn, sql).await.map_err(|e| anyhow!(describe(&e)))
 }
 
-/// What SHOW SLAVE/REPLICA STATUS says.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct ReplicaStatus {
-    pub io_running: String,
-    pub sql_running: String,
-    pub seconds_behind: Option<u64>,
-    pub last_io_error: String,
-    pub last_sql_error: String,
-}
-
-impl ReplicaStatus {
-    pub fn healthy(&self) -> bool {
-        self.io_running == "Yes" && self.sql_running == "Yes"
-    }
-
-    /// One line about what is wrong, for error messages.
-    pub fn problem(&self) -> String {
-        let mut parts = vec![format!("IO thread {}, SQL thread {}", self.io_running, self.sql_running)];
-        if !self.last_io_error.is_empty() {
-            parts.push(format!("IO error: {}", self.last_io_error));
-        }
-        if !self.last_sql_error.is_empty() {
-            parts.push(format!("SQL error: {}", self.last_sql_error));
-        }
-        parts.join("; ")
-    }
-}
-
-/// SHOW SLAVE STATUS, or None when the node is not a replica.
-pub async fn replica_status(conn: &mut MySqlConnection, d: &Dialect) -> Result<Option<ReplicaStatus>> {
-    let rows = fetch_all(conn, d.show_replica_status()).await?;
-    let Some(row) = rows.first() else { return Ok(None) };
-    let [io, sqlc, behind, ioerr, sqlerr] = d.status_columns();
-    Ok(Some(ReplicaStatus {
-        io_running: col_text(row, io).unwrap_or_default(),
-        sql_running: col_text(row, sqlc).unwrap_or_default(),
-        seconds_behind: col_text(row, behind).and_then(|s| s.parse().ok()),
-        last_io_error: col_text(row, ioerr).unwrap_or_default(),
-        last_sql_error: col_text(row, sqlerr).unwrap_or_default(),
-    }))
-}
-
+/// Close a connection politely (COM_QUIT), ignoring errors.
 pub async fn close(conn: MySqlConnection) {
     let _ = conn.close().await;
 }

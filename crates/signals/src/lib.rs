@@ -1,4 +1,4 @@
-//! SIGINT and SIGTERM, once for the whole process.
+//! coldswap's **signals**: SIGINT and SIGTERM, once for the whole process.
 //!
 //! goose installs its own Ctrl-C handler (through the `ctrlc` crate) when a
 //! load test starts; a process can have only one, so coldswap installs its
@@ -94,9 +94,12 @@ impl std::fmt::Display for Interrupted {
 impl std::error::Error for Interrupted {}
 
 /// Run a future unless a signal arrives first.
-pub async fn interruptible<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub async fn interruptible<T, E>(f: impl std::future::Future<Output = Result<T, E>>) -> anyhow::Result<T>
+where
+    E: Into<anyhow::Error>,
+{
     tokio::select! {
-        r = f => r,
+        r = f => r.map_err(Into::into),
         s = wait() => Err(Interrupted(s).into()),
     }
 }
