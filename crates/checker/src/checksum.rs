@@ -11,16 +11,24 @@ use coldswap_sql as sql;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
+/// Primary and replica compared chunk by chunk.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChecksumResult {
+    /// Tables checksummed.
     pub tables: usize,
+    /// Chunks compared.
     pub chunks: usize,
+    /// Rows covered.
     pub rows: u64,
     /// db.table:chunk where primary and replica differ.
     pub mismatched: Vec<String>,
+    /// No chunk differs.
     pub consistent: bool,
+    /// How long it took.
     pub seconds: f64,
+    /// The primary's name.
     pub primary: String,
+    /// The replica's name.
     pub replica: String,
 }
 

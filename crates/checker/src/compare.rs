@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::report::Report;
 
+/// What counts as a regression between two reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Limits {
     /// A transaction's p99 may grow by this much, percent...
@@ -31,26 +32,39 @@ impl Default for Limits {
     }
 }
 
+/// One transaction in one phase, old against new.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Delta {
+    /// The phase.
     pub phase: String,
+    /// The transaction.
     pub transaction: String,
+    /// p99 in the old report, ms.
     pub old_p99_ms: f64,
+    /// p99 in the new report, ms.
     pub new_p99_ms: f64,
+    /// Change of p99, percent.
     pub p99_change_pct: f64,
+    /// Error rate in the old report.
     pub old_error_rate: f64,
+    /// Error rate in the new report.
     pub new_error_rate: f64,
+    /// Why it is a regression, when it is one.
     pub regression: Option<String>,
 }
 
+/// Two reports compared.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Comparison {
+    /// Every transaction of every phase both have.
     pub deltas: Vec<Delta>,
+    /// One line per regression.
     pub regressions: Vec<String>,
     /// Thresholds that passed before and fail now.
     pub newly_failing: Vec<String>,
 }
 
+/// Compare two drill reports transaction by transaction.
 pub fn compare(old: &Report, new: &Report, l: &Limits) -> Comparison {
     let mut deltas = Vec::new();
     for ph in &l.phases {

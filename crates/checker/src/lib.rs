@@ -7,6 +7,22 @@
 //! * [`render`]: report.md, a self-contained report.html, JUnit XML.
 //! * [`compare`]: two reports, per-transaction deltas and regressions.
 //! * [`merge`]: shard results merged exactly (HDR histograms added).
+//!
+//! Used alone, on reports written earlier:
+//!
+//! ```no_run
+//! # fn f() -> anyhow::Result<()> {
+//! use coldswap_checker::{compare, Report};
+//! let read = |p: &str| -> anyhow::Result<Report> { Ok(serde_json::from_str(&std::fs::read_to_string(p)?)?) };
+//! let (old, new) = (read("last-good/report.json")?, read("target/drill/latest/report.json")?);
+//! let c = compare::compare(&old, &new, &compare::Limits::default());
+//! for r in &c.regressions {
+//!     println!("{r}");
+//! }
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
 
 pub mod checksum;
 pub mod compare;

@@ -14,7 +14,9 @@ use crate::report::Lint;
 /// What a cold volume costs, for the estimate.
 #[derive(Debug, Clone, Copy)]
 pub struct ColdModel {
+    /// Mean first-touch latency, ms.
     pub mean_latency_ms: f64,
+    /// Volume block, bytes.
     pub block_bytes: u64,
     /// First-touch fetches in flight at once.
     pub concurrency: u32,

@@ -7,6 +7,7 @@ use std::fmt::Write;
 use crate::report::{Phase, Report};
 use coldswap_client::stats::Kind;
 
+/// Escape text for HTML and XML.
 pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
@@ -21,6 +22,7 @@ fn opt(v: Option<f64>) -> String {
 
 // ------------------------------------------------------------------ Markdown
 
+/// report.md.
 pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# coldswap drill report\n");
@@ -369,6 +371,7 @@ svg.chart{width:100%;height:auto;display:block;margin:4px 0}.grid{stroke:#e3e3e3
 .legend span{display:inline-block;margin-right:14px}.sw{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}
 "#;
 
+/// report.html: one self-contained page (inline SVG, no scripts, nothing fetched).
 pub fn html(r: &Report) -> String {
     let mut s = String::new();
     let _ = write!(s, "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>coldswap drill: {}</title><style>{CSS}</style></head><body>", esc(&r.verdict.headline));

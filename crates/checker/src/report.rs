@@ -5,22 +5,32 @@ use coldswap_client::stats::{Event, Kind, PhaseResult, SecondSummary, TxnResult}
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// A timed step of the drill (`cluster.steps`).
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct Step {
+    /// `cluster_up`, `upgrade.upgrade_tool`, `promote.fence_old_primary`, ...
     pub name: String,
+    /// How long it took.
     pub seconds: f64,
 }
 
+/// The cluster the drill ran on (`cluster`).
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct ClusterSection {
+    /// `process` or `container`.
     pub backend: String,
+    /// `SELECT VERSION()` of the primary before the upgrade.
     pub from_version: String,
+    /// `SELECT VERSION()` of the replica after it.
     pub to_version: String,
+    /// Every timed step, in order.
     pub steps: Vec<Step>,
+    /// Each node as the lifecycle recorded it (name, role, address, version).
     #[serde(default)]
     pub nodes: Vec<serde_json::Value>,
 }
 
+/// The switchover window (`switchover`).
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct Switchover {
     /// From fencing the old primary to the endpoint pointing at a writable new one.
@@ -43,12 +53,16 @@ pub struct Switchover {
     /// (fence, catch-up, promote, endpoint swap). Thresholds use this.
     #[serde(default)]
     pub procedure_unavailable_seconds: f64,
+    /// The node that was primary.
     #[serde(default)]
     pub old_primary: String,
+    /// The node promoted.
     #[serde(default)]
     pub new_primary: String,
+    /// The GTID position the new primary caught up to.
     #[serde(default)]
     pub gtid_position: String,
+    /// Whether the switchover failed after the fence and the old primary was put back.
     #[serde(default)]
     pub rolled_back: bool,
 }
@@ -56,19 +70,33 @@ pub struct Switchover {
 /// One row of a phase's transaction table.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TxnRow {
+    /// Transaction or background job name, as in the mix.
     pub name: String,
+    /// A transaction (an API request) or a background job.
     pub kind: Kind,
+    /// Requests that arrived in the phase.
     pub count: u64,
+    /// Of them, those that succeeded.
     pub ok: u64,
+    /// Failures by class (`deadline_exceeded`, `pool_exhausted`, ...).
     pub errors: BTreeMap<String, u64>,
+    /// Failed / all.
     pub error_rate: f64,
+    /// Successful requests per second of the phase.
     pub throughput_per_s: f64,
+    /// Latency percentiles, ms (from the HDR histogram).
     pub p50_ms: f64,
+    /// 90th percentile, ms.
     pub p90_ms: f64,
+    /// 95th percentile, ms.
     pub p95_ms: f64,
+    /// 99th percentile, ms.
     pub p99_ms: f64,
+    /// 99.9th percentile, ms.
     pub p999_ms: f64,
+    /// Slowest request, ms.
     pub max_ms: f64,
+    /// A few error messages, as the server sent them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub error_samples: Vec<String>,
     /// HDR histogram (V2 deflate, base64): exact merges and re-analysis.
@@ -98,11 +126,16 @@ impl From<&TxnResult> for TxnRow {
     }
 }
 
+/// One statement digest as the server aggregated it (`phases[].top_digests[]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Digest {
+    /// The server's normalized statement text.
     pub digest_text: String,
+    /// Executions in the phase.
     pub exec_count: u64,
+    /// Rows the server examined for it.
     pub rows_examined: u64,
+    /// Time the server spent on it, ms.
     pub total_latency_ms: f64,
     /// Share of the rows examined by all data statements of the phase: the
     /// work this statement made the server do.
@@ -115,30 +148,39 @@ pub struct Digest {
     pub transaction: Option<String>,
 }
 
+/// One phase of the drill (`phases[]`): baseline, upgrade, switchover, cold, warmup, warm.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Phase {
+    /// `baseline`, `cold`, `warm`, ...
     pub name: String,
+    /// Start, seconds since the drill's load started.
     pub start_s: f64,
+    /// End, seconds since the drill's load started.
     pub end_s: f64,
     /// Transactions and background jobs (see `kind`).
     pub transactions: Vec<TxnRow>,
+    /// The heaviest statements of the phase by rows examined.
     #[serde(default)]
     pub top_digests: Vec<Digest>,
     /// All requests of the phase (not background jobs).
     #[serde(default)]
     pub requests: u64,
+    /// Failed API requests of the phase.
     #[serde(default)]
     pub errors: u64,
+    /// Failed / all API requests of the phase.
     #[serde(default)]
     pub error_rate: f64,
     /// Percentiles of all API requests of the phase together (merged histograms).
     #[serde(default)]
     pub p50_ms: f64,
+    /// 99th percentile of all API requests of the phase, ms.
     #[serde(default)]
     pub p99_ms: f64,
 }
 
 impl Phase {
+    /// A phase row from the load's results.
     pub fn from_result(p: &PhaseResult) -> Phase {
         let (n, e) = p.total_requests();
         let mut all: Option<hdrhistogram::Histogram<u64>> = None;
@@ -169,37 +211,56 @@ impl Phase {
         }
     }
 
+    /// A transaction's row, by name.
     pub fn txn(&self, name: &str) -> Option<&TxnRow> {
         self.transactions.iter().find(|t| t.name == name)
     }
 }
 
+/// One transaction's p99 across phases (`comparison[]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Comparison {
+    /// The transaction.
     pub transaction: String,
+    /// p99 in the baseline (warm, old version), ms.
     pub baseline_p99_ms: Option<f64>,
+    /// p99 in the cold phase, ms.
     pub cold_p99_ms: Option<f64>,
+    /// p99 in the warm phase after the warm-up, ms.
     pub warm_p99_ms: Option<f64>,
+    /// cold p99 / warm p99.
     pub cold_over_warm: Option<f64>,
+    /// Error rate in the cold phase.
     #[serde(default)]
     pub cold_error_rate: f64,
+    /// Error rate in the warm phase.
     #[serde(default)]
     pub warm_error_rate: f64,
 }
 
+/// The statement that made the server do the most work (`heaviest_hitter`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct HeaviestHitter {
+    /// The phase it was heaviest in (cold when there is one).
     pub phase: String,
+    /// The server's normalized statement text.
     pub digest_text: String,
+    /// The mix transaction or background job that issues it, when known.
     pub transaction: Option<String>,
+    /// Its share of the rows examined in that phase.
     pub share: f64,
 }
 
+/// What EXPLAIN said of one mix statement before the load (`lint[]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Lint {
+    /// The transaction or background job it belongs to.
     pub transaction: String,
+    /// The statement, as the mix declares it.
     pub statement: String,
+    /// Whether it reads a whole table or index.
     pub full_scan: bool,
+    /// Rows the optimizer expects to read.
     pub rows_estimate: u64,
     /// This statement once on a fully cold volume: blocks it reads x mean
     /// first-touch latency / fetches in flight.
@@ -207,37 +268,57 @@ pub struct Lint {
     /// Tables read by a full (table or index) scan.
     #[serde(default)]
     pub scanned_tables: Vec<String>,
+    /// EXPLAIN's rows, column by column.
     #[serde(default)]
     pub explain: Vec<BTreeMap<String, String>>,
+    /// Why EXPLAIN could not run, when it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
+/// One rule of `[thresholds]` and its outcome (`thresholds[]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Threshold {
+    /// The rule's name (`cold_p99_over_warm`, `unavailable_s`, ...).
     pub rule: String,
+    /// What the drill measured.
     pub value: f64,
+    /// The rule's limit.
     pub limit: f64,
+    /// Whether the value is within the limit.
     pub passed: bool,
+    /// What was measured, in words.
     #[serde(default)]
     pub detail: String,
 }
 
+/// The kill-switch's effect within the cold phase (`kill_switch`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct KillSwitch {
+    /// The transaction or background job switched off.
     pub target: String,
+    /// When, seconds into the cold phase.
     pub at_s: f64,
+    /// Cold error rate before the switch.
     pub error_rate_before: f64,
+    /// Cold error rate after it (past a settling time).
     pub error_rate_after: f64,
+    /// Typical per-second p99 before the switch, ms.
     pub p99_before_ms: f64,
+    /// Typical per-second p99 after it, ms.
     pub p99_after_ms: f64,
+    /// Whether errors fell by half (or stayed at 0) and p99 did not rise.
     pub recovered: bool,
 }
 
+/// The drill's conclusion (`verdict`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Verdict {
+    /// Every threshold and invariant passed.
     pub passed: bool,
+    /// One line: what happened and why.
     pub headline: String,
+    /// What led to it, most important first.
     #[serde(default)]
     pub findings: Vec<String>,
 }
@@ -245,38 +326,57 @@ pub struct Verdict {
 /// The whole report.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Report {
+    /// The coldswap that wrote the report.
     pub coldswap_version: String,
     /// False when the drill was interrupted or failed part-way.
     pub complete: bool,
+    /// Why the drill stopped part-way, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incomplete_reason: Option<String>,
+    /// When the drill started (UTC, ISO 8601).
     pub started_at: String,
+    /// How long the drill ran.
     pub duration_s: f64,
+    /// The conclusion.
     pub verdict: Verdict,
     /// The drill's settings (no credentials).
     pub config: serde_json::Value,
+    /// The cluster and its lifecycle steps.
     pub cluster: ClusterSection,
+    /// The switchover window.
     pub switchover: Switchover,
+    /// The emulated cold storage: its settings and the cold phase's counters.
     #[serde(default)]
     pub storage: serde_json::Value,
+    /// The warm-up technique and what it did.
     #[serde(default)]
     pub warmup: serde_json::Value,
+    /// Every phase.
     pub phases: Vec<Phase>,
+    /// p99 across phases, per transaction.
     pub comparison: Vec<Comparison>,
+    /// The statement that made the server do the most work.
     pub heaviest_hitter: Option<HeaviestHitter>,
+    /// EXPLAIN of every mix statement before the load.
     pub lint: Vec<Lint>,
+    /// The kill-switch's effect, when one was set.
     #[serde(default)]
     pub kill_switch: Option<KillSwitch>,
+    /// Every threshold rule.
     pub thresholds: Vec<Threshold>,
+    /// Checks of the data after the drill: checksums, write ledger, task states.
     #[serde(default)]
     pub invariants: serde_json::Value,
+    /// Requests per second of the whole run.
     #[serde(default)]
     pub timeline: Vec<SecondSummary>,
+    /// What happened when (upgraded, fenced, switchover, kill-switch).
     #[serde(default)]
     pub events: Vec<Event>,
 }
 
 impl Report {
+    /// A phase, by name.
     pub fn phase(&self, name: &str) -> Option<&Phase> {
         self.phases.iter().find(|p| p.name == name)
     }

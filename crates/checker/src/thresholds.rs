@@ -43,6 +43,7 @@ impl Default for Thresholds {
 }
 
 impl Thresholds {
+    /// Fail on limits that cannot be checked.
     pub fn validate(&self) -> anyhow::Result<()> {
         for (n, v) in [
             ("cold_p99_over_warm", self.cold_p99_over_warm),

@@ -17,18 +17,64 @@
 use coldswap_dataset::{self as seed, Counts, DATABASES_PER_ACCOUNT, USERS_PER_ACCOUNT};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// How a mix parameter draws its values.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GenKind {
-    Zipf { table: String },
-    Uniform { table: String },
-    Recent { table: String, window: u64 },
-    Int { min: i64, max: i64 },
-    Choice { values: Vec<String> },
-    Text { len: usize },
-    ApiKey { account: usize },
-    SessionToken { account: usize },
-    UserOf { account: usize },
-    DatabaseOf { account: usize },
+    /// Ids of a seeded table with the dataset's account skew.
+    Zipf {
+        /// The table.
+        table: String,
+    },
+    /// Ids of a seeded table, uniformly.
+    Uniform {
+        /// The table.
+        table: String,
+    },
+    /// One of the `window` newest ids of a table.
+    Recent {
+        /// The table.
+        table: String,
+        /// How many of the newest ids.
+        window: u64,
+    },
+    /// An integer between `min` and `max`, uniformly.
+    Int {
+        /// Lowest value.
+        min: i64,
+        /// Highest value.
+        max: i64,
+    },
+    /// One of the listed values, uniformly.
+    Choice {
+        /// The values.
+        values: Vec<String>,
+    },
+    /// Random letters of this length.
+    Text {
+        /// Length in characters.
+        len: usize,
+    },
+    /// The API key of the account drawn by parameter number `account`.
+    ApiKey {
+        /// Index of the generator that drew the account.
+        account: usize,
+    },
+    /// The console session token of the account drawn by parameter `account`.
+    SessionToken {
+        /// Index of the generator that drew the account.
+        account: usize,
+    },
+    /// A user of the account drawn by parameter `account`.
+    UserOf {
+        /// Index of the generator that drew the account.
+        account: usize,
+    },
+    /// A database of the account drawn by parameter `account`.
+    DatabaseOf {
+        /// Index of the generator that drew the account.
+        account: usize,
+    },
+    /// An id no other request of any run or shard uses (for inserts).
     Unique,
 }
 
@@ -46,21 +92,28 @@ impl GenKind {
     }
 }
 
+/// A declared generator: `[generators] name = "..."` in a mix.
 #[derive(Debug, Clone)]
 pub struct GenSpec {
+    /// Its name, as statements' `{name}` placeholders use it.
     pub name: String,
+    /// How it draws.
     pub kind: GenKind,
+    /// The mix file line it was declared on, for errors.
     pub line: usize,
 }
 
 /// A drawn value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// An integer.
     Int(i64),
+    /// A string.
     Str(String),
 }
 
 impl Value {
+    /// The value as an integer, when it is one.
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Int(i) => Some(*i),
@@ -74,9 +127,11 @@ impl Value {
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator seeded with `seed` (the same seed, the same draws).
     pub fn new(seed: u64) -> Rng {
         Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
     }
+    /// The next 64 random bits (xorshift64*).
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -116,6 +171,7 @@ impl Generators {
         Generators { specs, counts, unique_base, unique_next: AtomicU64::new(1) }
     }
 
+    /// The dataset's row counts the generators draw from.
     pub fn counts(&self) -> &Counts {
         &self.counts
     }

@@ -8,6 +8,30 @@
 //! * [`proxy`]: the swappable endpoint.
 //! * [`run`]: goose drives the users; closed and open models; background jobs.
 //! * [`stats`]: HDR histograms per phase and transaction, per-second timeline.
+//!
+//! Used alone, against any server holding the mix's tables:
+//!
+//! ```no_run
+//! # async fn f() -> anyhow::Result<()> {
+//! use coldswap_client::{Load, LoadConfig, Model, Recorder};
+//! use std::sync::Arc;
+//! let mix = coldswap_client::run::load_mix(std::path::Path::new("loadtests/point_select.toml"))?;
+//! let target = coldswap_sql::tcp_options("127.0.0.1", 3306, "app", "secret");
+//! let cfg = LoadConfig {
+//!     users: 8,
+//!     model: Model::Open { rate_per_s: 500.0 },
+//!     duration: Some(std::time::Duration::from_secs(10)),
+//!     ..Default::default()
+//! };
+//! let rec = Arc::new(Recorder::new());
+//! let load = Load::prepare(mix, target, cfg, rec.clone()).await?;
+//! rec.phase("run");
+//! load.run().await?;
+//! println!("{:?}", rec.snapshot().phase("run").map(|p| p.total_requests()));
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
 
 pub mod gen;
 pub mod mix;

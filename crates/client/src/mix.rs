@@ -43,8 +43,11 @@ use crate::gen::{GenKind, GenSpec};
 /// A mix problem at a place in a file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MixError {
+    /// The mix file.
     pub file: String,
+    /// Its line (1-based; 0 when not tied to a line).
     pub line: usize,
+    /// What is wrong, and what was expected.
     pub message: String,
 }
 
@@ -144,52 +147,76 @@ pub struct Stmt {
     /// `sql` split at its placeholders (params.len() + 1 pieces), for the
     /// text protocol, which sends values inline.
     pub parts: Vec<String>,
+    /// The mix file line the statement is on.
     pub line: usize,
 }
 
 impl Stmt {
+    /// Whether it reads only (SELECT or WITH).
     pub fn is_select(&self) -> bool {
         let t = self.sql.trim_start().to_ascii_uppercase();
         t.starts_with("SELECT") || t.starts_with("WITH")
     }
 }
 
+/// A transaction: one API request's statements, picked with its weight.
 #[derive(Debug, Clone)]
 pub struct TxnSpec {
+    /// Its name (a label in goose and the report).
     pub name: String,
+    /// Its share of requests, relative to the others'.
     pub weight: u32,
+    /// Its statements, in order.
     pub steps: Vec<Stmt>,
+    /// Run them in one database transaction.
     pub atomic: bool,
     /// Generator whose value identifies an acknowledged write.
     pub ledger: Option<usize>,
+    /// What the endpoint does, for the report.
     pub description: String,
+    /// The mix file line it was declared on.
     pub line: usize,
 }
 
+/// A background job: statements every API node runs on a timer.
 #[derive(Debug, Clone)]
 pub struct BgSpec {
+    /// Its name.
     pub name: String,
     /// Period per API node.
     pub period: Duration,
+    /// Its statements, in order.
     pub steps: Vec<Stmt>,
+    /// Whether it runs unless the drill names the background jobs.
     pub enabled: bool,
+    /// The API tier's deadline for one run.
     pub timeout: Duration,
     /// Runs may overlap (a new one starts every period regardless).
     pub overlap: bool,
+    /// What the job does, for the report.
     pub description: String,
+    /// The mix file line it was declared on.
     pub line: usize,
 }
 
 /// A checked mix.
 #[derive(Debug, Clone)]
 pub struct Mix {
+    /// The file it came from.
     pub file: PathBuf,
+    /// The mix's name.
     pub name: String,
+    /// The database its statements run in.
     pub database: String,
+    /// What the workload is.
     pub description: String,
+    /// API servers, each running the background jobs on its own timer.
     pub api_nodes: u32,
+    /// Parameter generators.
     pub generators: Vec<GenSpec>,
+    /// Transactions (API requests).
     pub transactions: Vec<TxnSpec>,
+    /// Background jobs.
     pub background: Vec<BgSpec>,
 }
 
@@ -288,6 +315,7 @@ pub fn split_params(sql: &str) -> (String, Vec<String>, Vec<String>) {
 }
 
 impl Mix {
+    /// Read and check a mix file.
     pub fn load(path: &Path) -> Result<Mix, MixError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| MixError {
@@ -298,6 +326,7 @@ impl Mix {
         Mix::parse(&text, path)
     }
 
+    /// Check a mix's text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Mix, MixError> {
         let file = path.display().to_string();
         let err = |span: std::ops::Range<usize>, message: String| MixError {
@@ -562,6 +591,7 @@ impl Mix {
         format!("{}:{line}", self.file.display())
     }
 
+    /// A transaction by name.
     pub fn txn(&self, name: &str) -> Option<&TxnSpec> {
         self.transactions.iter().find(|t| t.name == name)
     }

@@ -67,10 +67,12 @@ impl Endpoint {
         Ok(Endpoint { addr, inner, accept })
     }
 
+    /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// Where connections go now.
     pub fn target(&self) -> SocketAddr {
         *self.inner.target.read().unwrap()
     }
@@ -100,10 +102,12 @@ impl Endpoint {
         self.inner.paused.store(true, Ordering::SeqCst);
     }
 
+    /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
         self.inner.accepted.load(Ordering::Relaxed)
     }
 
+    /// Connections open now.
     pub fn live_connections(&self) -> usize {
         let mut conns = self.inner.conns.lock().unwrap();
         conns.retain(|(_, h)| !h.is_finished());

@@ -24,6 +24,7 @@ use crate::mix::{split_params, Stmt};
 use crate::stats::{Kind, Record, Recorder};
 use crate::tier::{Tier, TierConfig};
 
+/// `[queue]`: the import queue's job lifecycle, naive and guarded reapers side by side.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
@@ -36,14 +37,18 @@ pub struct QueueConfig {
     pub produce_per_s: f64,
     /// How long a task's work takes, ms.
     pub work_ms: u64,
+    /// How often a working worker writes its heartbeat, ms.
     pub heartbeat_ms: u64,
     /// The reaper kills running tasks whose heartbeat is older than this, ms.
     pub stale_after_ms: u64,
+    /// How often each reaper looks for stale tasks, ms.
     pub reaper_period_ms: u64,
     /// Pause between the naive reaper's read and each kill, ms (a real one
     /// sends a notification, writes a log line...).
     pub reaper_gap_ms: u64,
+    /// Connections of the queue's own pool (when not through the drill's API tier).
     pub pool_size: u32,
+    /// Deadline of one queue statement, ms.
     pub deadline_ms: u64,
 }
 
@@ -64,14 +69,18 @@ impl Default for QueueConfig {
     }
 }
 
+/// How a reaper kills stale tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
+    /// An unconditional UPDATE: kills tasks whose worker finished meanwhile (the 2017 race).
     Naive,
+    /// Compare-and-set on state and heartbeat: kills only tasks still stale.
     Guarded,
 }
 
 impl Mode {
+    /// The mode's name in reports.
     pub fn as_str(&self) -> &'static str {
         match self {
             Mode::Naive => "naive",
@@ -83,6 +92,7 @@ impl Mode {
 /// What workers were told, per task.
 #[derive(Default)]
 pub struct Told {
+    /// Task id -> the mode of the worker told its task completed.
     pub completed: Mutex<HashMap<u64, Mode>>,
 }
 
@@ -97,6 +107,7 @@ pub struct Queue {
     cfg: QueueConfig,
     tier: Tier,
     recorder: Arc<Recorder>,
+    /// What workers were told, for the task-state check.
     pub told: Arc<Told>,
     stop: Arc<AtomicBool>,
 }
@@ -122,6 +133,7 @@ impl Queue {
         Queue { cfg, tier, recorder, told: Arc::new(Told::default()), stop: Arc::new(AtomicBool::new(false)) }
     }
 
+    /// Stop workers and reapers.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
     }

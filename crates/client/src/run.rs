@@ -27,11 +27,20 @@ use crate::mix::{Mix, Stmt};
 use crate::stats::{Kind, Record, Recorder};
 use crate::tier::{Outcome, Tier, TierConfig};
 
+/// How requests arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "model")]
 pub enum Model {
-    Closed { think_ms: u64 },
-    Open { rate_per_s: f64 },
+    /// Each user sends its next request when the last ends, after `think_ms`.
+    Closed {
+        /// Pause between a user's requests, ms.
+        think_ms: u64,
+    },
+    /// Requests arrive on a fixed schedule, `rate_per_s` in all, spread over the users.
+    Open {
+        /// Arrivals per second, all users together.
+        rate_per_s: f64,
+    },
 }
 
 impl Default for Model {
@@ -40,20 +49,25 @@ impl Default for Model {
     }
 }
 
+/// One load run's settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadConfig {
+    /// Concurrent users (goose users).
     pub users: usize,
+    /// Closed or open model.
     pub model: Model,
     /// Users started per second (ramp-up); all at once when 0.
     pub hatch_rate: f64,
     /// Stop after this long (None: until stopped).
     pub duration: Option<Duration>,
+    /// The API tier model.
     pub tier: TierConfig,
     /// Background jobs to run, overriding the mix's `enabled` (None: the mix's choice).
     pub background: Option<Vec<String>>,
     /// This load machine's shard (index, count): keeps unique ids apart and
     /// splits an open-model rate.
     pub shard: (u32, u32),
+    /// Seed of the parameter draws.
     pub seed: u64,
 }
 
@@ -73,6 +87,7 @@ impl Default for LoadConfig {
 }
 
 impl LoadConfig {
+    /// Fail on settings that cannot run.
     pub fn validate(&self) -> Result<()> {
         if self.users == 0 {
             bail!("users must be at least 1");
@@ -98,15 +113,19 @@ pub struct Controls {
 }
 
 impl Controls {
+    /// Turn a transaction or background job off (the kill-switch).
     pub fn disable(&self, name: &str) {
         self.disabled.write().unwrap().insert(name.to_string());
     }
+    /// Turn it back on.
     pub fn enable(&self, name: &str) {
         self.disabled.write().unwrap().remove(name);
     }
+    /// Whether it is off.
     pub fn is_disabled(&self, name: &str) -> bool {
         self.disabled.read().unwrap().contains(name)
     }
+    /// Whether the run is stopping.
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
@@ -221,14 +240,17 @@ impl Load {
         self.ctx.tier.clone()
     }
 
+    /// The run's switches.
     pub fn controls(&self) -> Arc<Controls> {
         self.ctx.controls.clone()
     }
 
+    /// Where outcomes go.
     pub fn recorder(&self) -> Arc<Recorder> {
         self.ctx.recorder.clone()
     }
 
+    /// The mix being run.
     pub fn mix(&self) -> &Mix {
         &self.ctx.mix
     }

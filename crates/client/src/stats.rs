@@ -23,10 +23,13 @@ fn new_sec_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("histogram bounds")
 }
 
+/// What a row counts: API requests or background jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
+    /// An API request (a mix transaction).
     Transaction,
+    /// A background job run (the notification dispatcher, a reaper).
     Background,
 }
 
@@ -88,58 +91,92 @@ pub struct Recorder {
 
 /// One request's outcome, as recorded.
 pub struct Record<'a> {
+    /// Transaction or background job name.
     pub name: &'a str,
+    /// Request or background job.
     pub kind: Kind,
+    /// From its intended start (open model) or its send (closed model) to its end.
     pub latency: Duration,
+    /// Whether it succeeded.
     pub ok: bool,
+    /// Its failure class, when it failed.
     pub class: Option<FailClass>,
+    /// The error message, when it failed.
     pub error: Option<&'a str>,
+    /// Attempts, retries included.
     pub attempts: u32,
+    /// Rows returned or changed.
     pub rows: u64,
 }
 
 /// A marked moment of a run (phase start, switchover, kill-switch).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Event {
+    /// Seconds since the run started.
     pub t: f64,
+    /// `upgraded`, `fenced`, `switchover`, `kill-switch`, a phase name.
     pub name: String,
+    /// What it concerns (a node, a transaction).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
 }
 
+/// One second of the run (`timeline[]`): requests that ended in it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SecondSummary {
     /// Seconds since the run started (the second that ended requests).
     pub t: u64,
+    /// The phase running at that second.
     pub phase: String,
+    /// API requests that ended in the second.
     pub count: u64,
+    /// Of them, those that failed.
     pub errors: u64,
+    /// Failures of the second by class.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub errors_by_class: BTreeMap<String, u64>,
+    /// Median latency of the second, ms.
     pub p50_ms: f64,
+    /// 99th percentile of the second, ms.
     pub p99_ms: f64,
+    /// Slowest request of the second, ms.
     pub max_ms: f64,
 }
 
+/// One transaction's (or background job's) results in a phase.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TxnResult {
+    /// Its name in the mix.
     pub name: String,
+    /// Request or background job.
     pub kind: Kind,
+    /// Requests that arrived in the phase.
     pub count: u64,
+    /// Of them, those that succeeded.
     pub ok: u64,
     /// Requests that failed, by class.
     pub errors: BTreeMap<String, u64>,
+    /// Failed / all.
     pub error_rate: f64,
     /// Attempts including client retries.
     pub attempts: u64,
+    /// Successful requests per second.
     pub throughput_per_s: f64,
+    /// Mean latency, ms.
     pub mean_ms: f64,
+    /// Median latency, ms.
     pub p50_ms: f64,
+    /// 90th percentile, ms.
     pub p90_ms: f64,
+    /// 95th percentile, ms.
     pub p95_ms: f64,
+    /// 99th percentile, ms.
     pub p99_ms: f64,
+    /// 99.9th percentile, ms.
     pub p999_ms: f64,
+    /// Slowest request, ms.
     pub max_ms: f64,
+    /// Rows returned or changed.
     pub rows: u64,
     /// First distinct error messages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -148,20 +185,28 @@ pub struct TxnResult {
     pub histogram: String,
 }
 
+/// Everything recorded in one phase.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PhaseResult {
+    /// The phase's name.
     pub name: String,
+    /// Start, seconds since the run started.
     pub start_s: f64,
+    /// End, seconds since the run started.
     pub end_s: f64,
+    /// API transactions.
     pub transactions: Vec<TxnResult>,
+    /// Background jobs.
     pub background: Vec<TxnResult>,
 }
 
 impl PhaseResult {
+    /// How long the phase ran, s.
     pub fn duration_s(&self) -> f64 {
         (self.end_s - self.start_s).max(0.0)
     }
 
+    /// A transaction's or background job's results, by name.
     pub fn txn(&self, name: &str) -> Option<&TxnResult> {
         self.transactions.iter().chain(self.background.iter()).find(|t| t.name == name)
     }
@@ -172,10 +217,14 @@ impl PhaseResult {
     }
 }
 
+/// A whole run: phases, the per-second timeline, events.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunResult {
+    /// Every phase, in order.
     pub phases: Vec<PhaseResult>,
+    /// One row per second.
     pub timeline: Vec<SecondSummary>,
+    /// Marked moments.
     pub events: Vec<Event>,
     /// Ids of writes acknowledged to clients (the write ledger).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -183,21 +232,25 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// A phase's results, by name.
     pub fn phase(&self, name: &str) -> Option<&PhaseResult> {
         self.phases.iter().find(|p| p.name == name)
     }
 }
 
+/// Microseconds to milliseconds.
 pub fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
+/// A histogram as base64 of its V2 serialization (report.json keeps them, for exact merges).
 pub fn encode_hist(h: &Histogram<u64>) -> String {
     let mut buf = Vec::new();
     let _ = V2DeflateSerializer::new().serialize(h, &mut buf);
     base64_encode(&buf)
 }
 
+/// The inverse of [`encode_hist`].
 pub fn decode_hist(s: &str) -> Option<Histogram<u64>> {
     let bytes = base64_decode(s)?;
     Deserializer::new().deserialize(&mut std::io::Cursor::new(bytes)).ok()
@@ -292,6 +345,7 @@ impl Default for Recorder {
 }
 
 impl Recorder {
+    /// A recorder whose clock starts now.
     pub fn new() -> Recorder {
         Recorder {
             start: Instant::now(),
@@ -305,10 +359,12 @@ impl Recorder {
         }
     }
 
+    /// Seconds since the recorder started.
     pub fn elapsed(&self) -> f64 {
         self.start.elapsed().as_secs_f64()
     }
 
+    /// When the recorder started.
     pub fn started(&self) -> Instant {
         self.start
     }
@@ -330,19 +386,23 @@ impl Recorder {
         g.events.push(Event { t, name: format!("phase:{name}"), detail: String::new() });
     }
 
+    /// The phase being recorded.
     pub fn current_phase(&self) -> String {
         self.inner.lock().unwrap().phases.last().map(|p| p.name.clone()).unwrap_or_default()
     }
 
+    /// Mark a moment (`upgraded`, `fenced`, ...).
     pub fn event(&self, name: &str, detail: &str) {
         let t = self.elapsed();
         self.inner.lock().unwrap().events.push(Event { t, name: name.to_string(), detail: detail.to_string() });
     }
 
+    /// Note a write the server acknowledged (the write ledger's id).
     pub fn ack_write(&self, id: u64) {
         self.inner.lock().unwrap().ledger.push(id);
     }
 
+    /// Record one request's outcome in the current phase and second.
     pub fn record(&self, r: &Record<'_>) {
         let us = (r.latency.as_micros() as u64).clamp(1, 3_600_000_000);
         let elapsed = self.start.elapsed();

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::gen::Value;
 use crate::mix::Stmt;
 
+/// `[api]`: the API tier between users and the database.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TierConfig {
@@ -30,11 +31,14 @@ pub struct TierConfig {
     pub protocol: Protocol,
 }
 
+/// How statements go to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
+    /// Values inline (COM_QUERY), as most ORMs send them.
     #[default]
     Text,
+    /// Server-side prepared statements (the binary protocol).
     Binary,
 }
 
@@ -99,6 +103,7 @@ impl Default for TierConfig {
 }
 
 impl TierConfig {
+    /// Fail on settings that cannot run.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.pool_size == 0 {
             anyhow::bail!("pool_size must be at least 1");
@@ -129,10 +134,12 @@ pub enum FailClass {
     ReadOnly,
     /// Any other error the server answered with.
     SqlError,
+    /// Anything else (a client-side failure).
     Other,
 }
 
 impl FailClass {
+    /// The class's name in reports (`deadline_exceeded`, ...).
     pub fn as_str(&self) -> &'static str {
         match self {
             FailClass::DeadlineExceeded => "deadline_exceeded",
@@ -195,9 +202,13 @@ pub fn error_text(e: &sqlx::Error) -> String {
 /// What one request came to.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// Whether the request succeeded.
     pub ok: bool,
+    /// Its failure class, when it failed.
     pub class: Option<FailClass>,
+    /// The error message, when it failed.
     pub error: Option<String>,
+    /// Attempts, retries included.
     pub attempts: u32,
     /// Rows returned by the last statement.
     pub rows: u64,
@@ -292,6 +303,7 @@ impl Tier {
         Tier { pool: std::sync::Arc::new(pool), cfg }
     }
 
+    /// Its settings.
     pub fn config(&self) -> &TierConfig {
         &self.cfg
     }

@@ -17,6 +17,8 @@
 //! take it from the row's position, so each account's schedules are
 //! contiguous (they are created in batches) with the same skew.
 
+#![warn(missing_docs)]
+
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sqlx::mysql::MySqlConnection;
@@ -24,13 +26,16 @@ use std::time::Instant;
 
 use coldswap_sql::{self as sql, Flavor};
 
+/// schema/api.sql: the incident's API database.
 pub const API_SCHEMA: &str = include_str!("../../../schema/api.sql");
+/// schema/import_queue.sql: the import task queue's database.
 pub const IMPORT_QUEUE_SCHEMA: &str = include_str!("../../../schema/import_queue.sql");
 
 /// Exponent of the account skew (see module docs).
 pub const ACCOUNT_SKEW: f64 = 3.0;
 /// Users, databases per account (user u belongs to account ((u-1) % accounts) + 1).
 pub const USERS_PER_ACCOUNT: u64 = 3;
+/// Databases per account.
 pub const DATABASES_PER_ACCOUNT: u64 = 5;
 
 /// Rows per table at scale 1 (about 1 GiB on disk with indexes).
@@ -59,6 +64,7 @@ pub fn parse_scale(s: &str) -> Result<f64> {
     Ok(v)
 }
 
+/// Fail on a scale the seed cannot produce (not positive, or too large).
 pub fn check_scale(v: f64) -> Result<()> {
     if !v.is_finite() || v <= 0.0 {
         bail!("invalid scale '{v}': expected a positive number such as 1 or 0.05");
@@ -72,11 +78,14 @@ pub fn check_scale(v: f64) -> Result<()> {
 /// Row counts of a dataset at a scale.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Counts {
+    /// The scale they are for.
     pub scale: f64,
+    /// (database, table, rows).
     pub tables: Vec<(String, String, u64)>,
 }
 
 impl Counts {
+    /// The row counts at a scale.
     pub fn at(scale: f64) -> Counts {
         let tables = BASE_ROWS
             .iter()
@@ -91,6 +100,7 @@ impl Counts {
         c
     }
 
+    /// Rows of a table (0 when not part of the dataset).
     pub fn get(&self, table: &str) -> u64 {
         self.tables.iter().find(|(_, t, _)| t == table).map(|x| x.2).unwrap_or(0)
     }
@@ -101,6 +111,7 @@ impl Counts {
         }
     }
 
+    /// Rows of every table together.
     pub fn total(&self) -> u64 {
         self.tables.iter().map(|x| x.2).sum()
     }
@@ -395,21 +406,34 @@ pub fn insert_sql(flavor: Flavor, db: &str, table: &str, n: &Counts, a: u64, b: 
 /// Per-table outcome of a seed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TableSeed {
+    /// The table's database.
     pub database: String,
+    /// The table.
     pub table: String,
+    /// Rows seeded.
     pub rows: u64,
+    /// Its size on disk (data and indexes), bytes.
     pub bytes: u64,
+    /// How long it took.
     pub seconds: f64,
 }
 
+/// What a seed did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeedSummary {
+    /// The scale seeded.
     pub scale: f64,
+    /// Per table.
     pub tables: Vec<TableSeed>,
+    /// Rows of every table.
     pub rows: u64,
+    /// Bytes on disk of every table.
     pub bytes: u64,
+    /// How long the whole seed took.
     pub seconds: f64,
+    /// Rows per second.
     pub rows_per_s: f64,
+    /// MiB per second.
     pub mib_per_s: f64,
     /// Time the replica needed after the primary finished.
     pub replica_catchup_seconds: Option<f64>,

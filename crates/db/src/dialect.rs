@@ -10,16 +10,22 @@ use coldswap_sql::{Flavor, Version};
 /// Which statements a server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dialect {
+    /// The server flavor.
     pub flavor: Flavor,
+    /// The server version.
     pub version: Version,
 }
 
 /// A replication source as a replica is told about it.
 #[derive(Debug, Clone)]
 pub struct Source<'a> {
+    /// Host the replica connects to.
     pub host: &'a str,
+    /// Its port.
     pub port: u16,
+    /// The replication user.
     pub user: &'a str,
+    /// Its password.
     pub password: &'a str,
 }
 

@@ -29,13 +29,17 @@ pub enum InstallMethod {
 pub struct Dist {
     /// What the user asked for (`mariadb-10.11.18`, or a directory).
     pub spec: String,
+    /// The server flavor, read off the binary.
     pub flavor: Flavor,
+    /// The server version, read off the binary.
     pub version: Version,
     /// The server's own version string (`10.11.18-MariaDB-0+deb12u1`).
     pub version_string: String,
     /// Passed to the server as --basedir.
     pub basedir: PathBuf,
+    /// mariadbd or mysqld.
     pub server_bin: PathBuf,
+    /// How a datadir is initialised.
     pub install: InstallMethod,
     /// mariadb-upgrade / mysql_upgrade, if the distribution has one.
     pub upgrade_bin: Option<PathBuf>,
@@ -118,7 +122,9 @@ impl FileLock {
 /// One pinned Debian-packaged server version we know how to fetch.
 #[derive(Debug, Clone, Copy)]
 pub struct DebianPin {
+    /// The version name users give (`mariadb-10.11.18`).
     pub name: &'static str,
+    /// (package, version) pairs, downloaded and unpacked together.
     pub packages: &'static [(&'static str, &'static str)],
 }
 
@@ -135,6 +141,7 @@ pub const DEBIAN_PINS: &[DebianPin] = &[
     },
 ];
 
+/// The version names that can be fetched.
 pub fn known_versions() -> Vec<&'static str> {
     DEBIAN_PINS.iter().map(|p| p.name).collect()
 }

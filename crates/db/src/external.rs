@@ -24,21 +24,28 @@ use crate::steps::{Step, Steps};
 use coldswap_sql as sql;
 use coldswap_sql::parse_server_version;
 
+/// external.toml: the servers a user runs, how to reach them, their hooks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExternalConfig {
     /// Servers off loopback are refused unless this is true (or --allow-remote).
     #[serde(default)]
     pub allow_remote: bool,
+    /// The primary.
     pub primary: Endpoint,
+    /// The replica to upgrade and promote.
     pub replica: Endpoint,
+    /// Who coldswap logs in as.
     pub credentials: Credentials,
+    /// The user's upgrade and promotion commands.
     #[serde(default)]
     pub hooks: Hooks,
+    /// Limits a promotion must respect.
     #[serde(default)]
     pub guardrails: Guardrails,
 }
 
+/// One server's address.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
@@ -46,6 +53,7 @@ pub struct Endpoint {
     pub address: String,
 }
 
+/// The credentials coldswap uses (the password from the environment, never from the file).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
@@ -55,6 +63,7 @@ pub struct Credentials {
     pub password_env: String,
 }
 
+/// The user's hook commands, run with `sh -c` in their own process group.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hooks {
@@ -62,6 +71,7 @@ pub struct Hooks {
     pub upgrade: Option<String>,
     /// Promotes the replica and moves clients to it.
     pub promote: Option<String>,
+    /// Seconds a hook may run before it is killed with everything it started.
     #[serde(default = "default_hook_timeout")]
     pub timeout_s: f64,
 }
@@ -70,9 +80,11 @@ fn default_hook_timeout() -> f64 {
     900.0
 }
 
+/// Limits the external promotion respects.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Guardrails {
+    /// Refuse to promote a replica further behind than this.
     pub max_lag_s: f64,
     /// How long a replica may take to come back and catch up after the upgrade hook.
     pub catchup_timeout_s: f64,
@@ -87,24 +99,39 @@ impl Default for Guardrails {
 /// One server as coldswap sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerStatus {
+    /// `primary` or `replica`.
     pub name: String,
+    /// host:port.
     pub address: String,
+    /// Whether coldswap could log in.
     pub reachable: bool,
+    /// `SELECT VERSION()`.
     pub version: Option<String>,
+    /// `@@read_only`.
     pub read_only: Option<bool>,
+    /// The executed GTID set or position.
     pub gtid_position: Option<String>,
+    /// Its replica status, when it replicates.
     pub replication: Option<ReplicaStatus>,
+    /// Why it could not be asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
+/// What a hook did, checked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HookOutcome {
+    /// The command run.
     pub command: String,
+    /// How long it ran.
     pub seconds: f64,
+    /// Whether coldswap verified the outcome (a new version, a writable new primary).
     pub verified: bool,
+    /// The replica's version before the hook.
     pub version_before: Option<String>,
+    /// The replica's version after it.
     pub version_after: Option<String>,
+    /// Timed steps: the hook, then each check.
     pub steps: Vec<Step>,
 }
 
@@ -121,7 +148,9 @@ pub fn check_address(addr: &str, allow_remote: bool) -> Result<SocketAddr> {
     Ok(a)
 }
 
+/// Servers the user runs, as named in an external config.
 pub struct External {
+    /// The checked config.
     pub cfg: ExternalConfig,
     primary: SocketAddr,
     replica: SocketAddr,

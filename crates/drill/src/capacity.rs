@@ -24,18 +24,26 @@ use coldswap_signals as signals;
 
 use crate::config::DrillConfig;
 
+/// One step of the search: a state at one arrival rate.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepResult {
+    /// `warm` or `cold`.
     pub state: String,
     /// Target arrival rate (requests/s).
     pub rate: f64,
     /// Requests completed per second (ok or not).
     pub achieved_per_s: f64,
+    /// API requests of the step.
     pub requests: u64,
+    /// Of them, failed.
     pub errors: u64,
+    /// Failed, percent.
     pub error_pct: f64,
+    /// Median latency, ms.
     pub p50_ms: f64,
+    /// 99th percentile, ms.
     pub p99_ms: f64,
+    /// Whether both p99 and errors were within the SLO.
     pub met_slo: bool,
 }
 
@@ -50,34 +58,51 @@ pub struct Knee {
     pub broken_by: Vec<String>,
 }
 
+/// What `coldswap capacity` writes (capacity.json).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CapacityReport {
+    /// False when interrupted or failed part-way.
     pub complete: bool,
+    /// When the search started (UTC).
     pub started_at: String,
+    /// `process` or `container`.
     pub backend: String,
+    /// The server version searched.
     pub version: String,
+    /// The SLO the steps were held to.
     pub slo: Slo,
+    /// Every step, in order.
     pub steps: Vec<StepResult>,
+    /// Highest warm rate that met the SLO, requests/s.
     pub warm_capacity: f64,
+    /// Highest cold rate that met the SLO, requests/s.
     pub cold_capacity: f64,
     /// cold_capacity / warm_capacity.
     pub ratio: Option<f64>,
     /// Share of the warm capacity that must stay unused to survive a cold
     /// switchover at peak: 1 - ratio, in percent.
     pub headroom_pct: Option<f64>,
+    /// Where the SLO broke, each state.
     pub knee: KneeBoth,
+    /// One line a planner can quote.
     pub summary: String,
 }
 
+/// The service-level objective of a capacity search.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Slo {
+    /// p99 of all API requests at most, ms.
     pub p99_ms: f64,
+    /// Errors at most, percent.
     pub error_pct: f64,
 }
 
+/// The knee of each state.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct KneeBoth {
+    /// Warm.
     pub warm: Knee,
+    /// Cold (each step on a fresh restore).
     pub cold: Knee,
 }
 
@@ -136,10 +161,15 @@ pub fn conclude(steps: &[StepResult], slo: &Slo) -> (f64, f64, Option<f64>, Opti
     (w, c, ratio, headroom, KneeBoth { warm: kw, cold: kc })
 }
 
+/// A finished (or interrupted) capacity search.
 pub struct CapacityOutcome {
+    /// The report.
     pub report: CapacityReport,
+    /// Where it was written.
     pub dir: PathBuf,
+    /// 0 done, 1 failed, 130/143 interrupted.
     pub exit_code: i32,
+    /// Why it stopped, when it failed.
     pub error: Option<String>,
 }
 
@@ -335,6 +365,7 @@ fn write_reports(r: &CapacityReport, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// capacity.md.
 pub fn markdown(r: &CapacityReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# coldswap capacity\n\n{}\n", r.summary);
@@ -467,6 +498,7 @@ fn chart(r: &CapacityReport, title: &str, unit: &str, value: fn(&StepResult) -> 
     s
 }
 
+/// capacity.html: a self-contained page (inline SVG).
 pub fn html(r: &CapacityReport) -> String {
     let esc = coldswap_checker::render::esc;
     let mut s = String::new();

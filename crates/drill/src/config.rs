@@ -9,17 +9,22 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// `[cluster]`: where the drill's servers run and which versions.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterCfg {
     /// process, container or auto.
     pub backend: String,
+    /// The version the cluster starts on (process backend): `mariadb-10.11.18`, `mysql-9.7.4`, a tarball directory.
     pub from: String,
+    /// The version the replica is upgraded to (process backend).
     pub to: String,
     /// The container backend's images (a real major upgrade by default:
     /// built by `make images`; mysql:5.7.19 -> mysql:8.0 where a registry is reachable).
     pub from_image: String,
+    /// The image the replica is upgraded to (container backend).
     pub to_image: String,
+    /// InnoDB buffer pool per server, MiB.
     pub buffer_pool_mb: u32,
 }
 
@@ -43,9 +48,11 @@ impl ClusterCfg {
     }
 }
 
+/// `[data]`: the seeded dataset.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataCfg {
+    /// Dataset scale: 1 is about 1 GiB on disk.
     pub scale: f64,
 }
 
@@ -55,13 +62,17 @@ impl Default for DataCfg {
     }
 }
 
+/// `[storage]`: the emulated snapshot-restored volume of the promoted node.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageCfg {
     /// First-touch latency: fixed ("1ms") or a range ("3ms..30ms").
     pub latency: String,
+    /// Volume block, KiB: the first read of each pays the latency.
     pub block_kib: u64,
+    /// First-touch fetches in flight at once, volume-wide.
     pub concurrency: u32,
+    /// Background hydration, MiB/s (0: off).
     pub hydrate_mib_s: f64,
 }
 
@@ -71,20 +82,26 @@ impl Default for StorageCfg {
     }
 }
 
+/// `[load]`: the API-shaped load.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoadCfg {
+    /// The mix file.
     pub mix: PathBuf,
+    /// Concurrent users (goose users; the API tier's requests in flight).
     pub users: usize,
     /// Open model: requests per second (0: closed model).
     pub rate: f64,
+    /// Closed model: pause between a user's requests, ms.
     pub think_ms: u64,
+    /// Users started per second (0: all at once).
     pub hatch_rate: f64,
     /// Background jobs to run (absent: those the mix enables).
     pub background: Option<Vec<String>>,
     /// API servers, each running the background jobs on its own timer
     /// (absent: the mix's `[api] nodes`).
     pub api_nodes: Option<u32>,
+    /// Seed of the parameter draws.
     pub seed: u64,
 }
 
@@ -103,11 +120,15 @@ impl Default for LoadCfg {
     }
 }
 
+/// `[phases]`: how long each measured phase runs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PhasesCfg {
+    /// Against the warm primary, before the upgrade.
     pub baseline: String,
+    /// Against the cold new primary, right after the switchover.
     pub cold: String,
+    /// After the warm-up.
     pub warm: String,
 }
 
@@ -117,11 +138,13 @@ impl Default for PhasesCfg {
     }
 }
 
+/// `[warmup]`: how the promoted node is warmed between the cold and warm phases.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WarmupCfg {
     /// none, buffer-pool, volume-read or prefetch.
     pub technique: String,
+    /// Parallel readers (volume-read, prefetch).
     pub parallel: usize,
 }
 
@@ -131,6 +154,7 @@ impl Default for WarmupCfg {
     }
 }
 
+/// `[kill_switch]`: turn a transaction or background job off part-way through the cold phase (the incident's workaround).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KillSwitchCfg {
@@ -140,6 +164,7 @@ pub struct KillSwitchCfg {
     pub at: String,
 }
 
+/// `[switchover]`: the guardrails of the promotion.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SwitchoverCfg {
@@ -158,6 +183,7 @@ impl Default for SwitchoverCfg {
     }
 }
 
+/// `[checks]`: consistency checks before the switchover.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChecksCfg {
@@ -173,6 +199,7 @@ impl Default for ChecksCfg {
     }
 }
 
+/// drill.toml: a whole drill.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DrillConfig {
@@ -180,18 +207,29 @@ pub struct DrillConfig {
     pub out: PathBuf,
     /// Leave the cluster running (and its run dir) after the drill.
     pub keep: bool,
+    /// Where servers run and which versions.
     pub cluster: ClusterCfg,
+    /// The dataset.
     pub data: DataCfg,
+    /// The emulated cold storage.
     pub storage: StorageCfg,
+    /// The load.
     pub load: LoadCfg,
+    /// The API tier model (pool, deadline, retries).
     pub api: TierConfig,
+    /// Phase durations.
     pub phases: PhasesCfg,
+    /// Promotion guardrails.
     pub switchover: SwitchoverCfg,
+    /// The warm-up.
     pub warmup: WarmupCfg,
+    /// An optional kill-switch in the cold phase.
     pub kill_switch: Option<KillSwitchCfg>,
+    /// Consistency checks.
     pub checks: ChecksCfg,
     /// The import queue's job lifecycle, naive and guarded reapers side by side.
     pub queue: coldswap_client::queue::QueueConfig,
+    /// The rules that fail the drill.
     pub thresholds: Thresholds,
     /// `coldswap capacity`: the load steps and the SLO.
     pub capacity: CapacityCfg,
@@ -233,6 +271,7 @@ pub struct CapacityCfg {
     pub step: String,
     /// The SLO: p99 of the API's requests (ms) and their error rate (%).
     pub slo_p99_ms: f64,
+    /// The SLO's error rate, percent of requests.
     pub slo_error_pct: f64,
 }
 
@@ -250,6 +289,7 @@ impl Default for CapacityCfg {
 }
 
 impl CapacityCfg {
+    /// The step duration, after checking every setting.
     pub fn validate(&self) -> Result<Duration> {
         if self.start_rate.is_nan() || self.start_rate <= 0.0 {
             bail!("capacity.start_rate: must be positive");
@@ -280,10 +320,15 @@ impl CapacityCfg {
 /// Durations of the phases, checked.
 #[derive(Debug, Clone, Copy)]
 pub struct Durations {
+    /// How long to wait for the cold replica to catch up.
     pub wait_for_replica: Duration,
+    /// The baseline phase.
     pub baseline: Duration,
+    /// The cold phase.
     pub cold: Duration,
+    /// The warm phase.
     pub warm: Duration,
+    /// When the kill-switch fires, into the cold phase.
     pub kill_at: Option<Duration>,
 }
 
@@ -413,6 +458,7 @@ impl DrillConfig {
         Ok(Durations { wait_for_replica, baseline, cold, warm, kill_at })
     }
 
+    /// The emulated volume's settings.
     pub fn cold_config(&self) -> Result<coldswap_nemesis::ColdConfig> {
         let (lo, hi) = coldswap_nemesis::cold::parse_latency_spec(&self.storage.latency)?;
         Ok(coldswap_nemesis::ColdConfig {

@@ -21,10 +21,13 @@ use crate::config::{DrillConfig, Durations};
 
 /// What a finished (or interrupted) drill leaves.
 pub struct Outcome {
+    /// The report, as written.
     pub report: Report,
+    /// Where it was written.
     pub dir: PathBuf,
     /// 0 pass, 3 thresholds failed, 1 failed, 130/143 interrupted.
     pub exit_code: i32,
+    /// Why the drill stopped, when it failed.
     pub error: Option<String>,
 }
 

@@ -16,6 +16,7 @@
 //! How many first-touch fetches proceed at once is a volume-wide limit (a
 //! futex in the shared block, across every process attached to the state).
 
+#![warn(missing_docs)]
 #![allow(clippy::missing_safety_doc)]
 
 mod layout;
@@ -385,21 +386,25 @@ unsafe fn do_pwrite(sixty_four: bool, fd: c_int, buf: *const c_void, count: size
     r
 }
 
+/// `pread(2)`, with the first touch of a cold block delayed.
 #[no_mangle]
 pub unsafe extern "C" fn pread(fd: c_int, buf: *mut c_void, count: size_t, off: off_t) -> ssize_t {
     do_pread(false, fd, buf, count, off)
 }
 
+/// `pread64(2)`, with the first touch of a cold block delayed.
 #[no_mangle]
 pub unsafe extern "C" fn pread64(fd: c_int, buf: *mut c_void, count: size_t, off: off_t) -> ssize_t {
     do_pread(true, fd, buf, count, off)
 }
 
+/// `pwrite(2)`: written blocks count as warm.
 #[no_mangle]
 pub unsafe extern "C" fn pwrite(fd: c_int, buf: *const c_void, count: size_t, off: off_t) -> ssize_t {
     do_pwrite(false, fd, buf, count, off)
 }
 
+/// `pwrite64(2)`: written blocks count as warm.
 #[no_mangle]
 pub unsafe extern "C" fn pwrite64(fd: c_int, buf: *const c_void, count: size_t, off: off_t) -> ssize_t {
     do_pwrite(true, fd, buf, count, off)

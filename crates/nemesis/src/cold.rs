@@ -22,6 +22,7 @@ pub struct ColdConfig {
     pub block_kib: u64,
     /// Latency of a first touch, microseconds: fixed (min == max) or a range.
     pub latency_min_us: u64,
+    /// Upper end of the first-touch latency range, microseconds.
     pub latency_max_us: u64,
     /// First-touch fetches in flight at once, volume-wide.
     pub concurrency: u32,
@@ -37,18 +38,22 @@ impl Default for ColdConfig {
 }
 
 impl ColdConfig {
+    /// A fixed latency and a concurrency, other settings default.
     pub fn fixed(latency_us: u64, concurrency: u32) -> ColdConfig {
         ColdConfig { latency_min_us: latency_us, latency_max_us: latency_us, concurrency, ..Default::default() }
     }
 
+    /// Mean first-touch latency, microseconds.
     pub fn mean_latency_us(&self) -> f64 {
         (self.latency_min_us + self.latency_max_us) as f64 / 2.0
     }
 
+    /// Block size, bytes.
     pub fn block_bytes(&self) -> u64 {
         self.block_kib * 1024
     }
 
+    /// Fail on settings the emulator cannot honour.
     pub fn validate(&self) -> Result<()> {
         if self.block_kib == 0 || !self.block_kib.is_power_of_two() || self.block_kib > 4096 {
             bail!("cold storage block size must be a power of two between 1 and 4096 KiB, not {}", self.block_kib);
@@ -110,22 +115,39 @@ pub fn state_dir_of(cluster: &Cluster, i: usize) -> PathBuf {
 /// Counters of a volume, as read from its state.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct Counters {
+    /// Whether the penalty is on.
     pub enabled: bool,
+    /// Block size, bytes.
     pub block_size: u64,
+    /// Lowest first-touch latency, microseconds.
     pub latency_min_us: u64,
+    /// Highest first-touch latency, microseconds.
     pub latency_max_us: u64,
+    /// Fetches in flight at once, volume-wide.
     pub concurrency: u32,
+    /// Reads of files under the datadir.
     pub matched_reads: u64,
+    /// Of them, of blocks already warm.
     pub warm_reads: u64,
+    /// Of them, that paid a first touch (or waited for one in flight).
     pub cold_reads: u64,
+    /// Blocks fetched from the "remote" volume.
     pub cold_blocks: u64,
+    /// Time readers spent waiting for fetches, seconds.
     pub wait_seconds: f64,
+    /// Fetches that waited for a free slot (the volume's throughput limit).
     pub slot_waits: u64,
+    /// Most fetches in flight at once.
     pub max_inflight: u32,
+    /// Blocks warmed by writes.
     pub written_blocks: u64,
+    /// Blocks warmed by background hydration.
     pub hydrated_blocks: u64,
+    /// Reads of files outside the datadir (not emulated).
     pub unmatched_reads: u64,
+    /// Bytes read under the datadir.
     pub bytes_read: u64,
+    /// Processes that attached to this state.
     pub attaches: u64,
 }
 
@@ -224,10 +246,12 @@ impl Volume {
         unsafe { &*self.shared }
     }
 
+    /// The state directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The counters now.
     pub fn counters(&self) -> Counters {
         let s = self.shared();
         Counters {

@@ -19,12 +19,17 @@ use std::time::{Duration, Instant};
 
 use crate::cold::{self, Volume};
 
+/// A way to warm a cold node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Technique {
+    /// No warm-up: the load warms it.
     None,
+    /// Dump the old primary's buffer pool and load it into the new one.
     BufferPool,
+    /// Read every datadir file through the emulated volume.
     VolumeRead,
+    /// Scan every index of the tables the mix touches.
     Prefetch,
 }
 
@@ -52,10 +57,14 @@ impl std::fmt::Display for Technique {
     }
 }
 
+/// What a warm-up did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WarmReport {
+    /// The technique.
     pub technique: Technique,
+    /// The node warmed.
     pub node: String,
+    /// How long it took.
     pub seconds: f64,
     /// Blocks of the volume fetched while warming.
     pub blocks_fetched: u64,
@@ -74,6 +83,7 @@ pub struct WarmInputs {
     pub parallel: usize,
 }
 
+/// Warm node `node` with a technique, timed; blocks it fetched from the emulated volume.
 pub async fn warm(cluster: &Cluster, node: usize, technique: Technique, inputs: &WarmInputs) -> Result<WarmReport> {
     let vol = if cold::is_cold(cluster, node) { Volume::attach(&cold::state_dir_of(cluster, node)).ok() } else { None };
     let before = vol.as_ref().map(|v| v.counters()).unwrap_or_default();

@@ -6,6 +6,8 @@
 //! (the load, to stop goose; the drill, to tear down) registers a hook or
 //! waits on [`wait`].
 
+#![warn(missing_docs)]
+
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use tokio::sync::Notify;

@@ -16,6 +16,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod server;
 
 pub use server::{parse_server_version, Flavor, Version};
