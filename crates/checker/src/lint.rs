@@ -88,6 +88,10 @@ pub fn judge(
 /// EXPLAIN every statement of the mix.
 pub async fn lint(conn: &mut MySqlConnection, mix: &Mix, gens: &Generators, cold: ColdModel) -> Result<Vec<Lint>> {
     let sizes = table_sizes(conn, &mix.database).await?;
+    let version = sql::query_text(conn, "SELECT VERSION()").await?.unwrap_or_default();
+    let (flavor, v) = sql::parse_server_version(&version)
+        .ok_or_else(|| anyhow::anyhow!("cannot tell which server answers (VERSION() = '{version}')"))?;
+    let dialect = coldswap_db::dialect::Dialect::new(flavor, v);
     let mut rng = Rng::new(42);
     let mut out = Vec::new();
     let all =
@@ -96,7 +100,7 @@ pub async fn lint(conn: &mut MySqlConnection, mix: &Mix, gens: &Generators, cold
         for s in steps {
             let needed: Vec<usize> = s.params.clone();
             let vals = gens.draw(&mut rng, &needed);
-            let text = format!("EXPLAIN {}", s.sql);
+            let text = dialect.explain(&s.sql);
             let mut q = sqlx::query(&text);
             for &p in &s.params {
                 q = match &vals[p] {

@@ -32,8 +32,11 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "\n{} -> {} on the {} backend; started {}; {:.0} s.\n",
-        r.cluster.from_version, r.cluster.to_version, r.cluster.backend, r.started_at, r.duration_s
+        "\n{} on the {} backend; started {}; {:.0} s.\n",
+        r.cluster.versions(),
+        r.cluster.backend,
+        r.started_at,
+        r.duration_s
     );
     let _ = writeln!(s, "## Thresholds\n\n| rule | value | limit | result | detail |\n|---|---:|---:|---|---|");
     for t in &r.thresholds {
@@ -375,8 +378,7 @@ svg.chart{width:100%;height:auto;display:block;margin:4px 0}.grid{stroke:#e3e3e3
 pub fn html(r: &Report) -> String {
     let mut s = String::new();
     let _ = write!(s, "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>coldswap drill: {}</title><style>{CSS}</style></head><body>", esc(&r.verdict.headline));
-    let _ =
-        write!(s, "<h1>coldswap drill: {} &rarr; {}</h1>", esc(&r.cluster.from_version), esc(&r.cluster.to_version));
+    let _ = write!(s, "<h1>coldswap drill: {}</h1>", esc(&r.cluster.versions()).replace("-&gt;", "&rarr;"));
     let class = if !r.complete {
         "incomplete"
     } else if r.verdict.passed {

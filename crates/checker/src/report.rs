@@ -21,6 +21,9 @@ pub struct ClusterSection {
     pub backend: String,
     /// `SELECT VERSION()` of the primary before the upgrade.
     pub from_version: String,
+    /// `mariadb` or `mysql`.
+    #[serde(default)]
+    pub flavor: String,
     /// `SELECT VERSION()` of the replica after it.
     pub to_version: String,
     /// Every timed step, in order.
@@ -373,6 +376,18 @@ pub struct Report {
     /// What happened when (upgraded, fenced, switchover, kill-switch).
     #[serde(default)]
     pub events: Vec<Event>,
+}
+
+impl ClusterSection {
+    /// `MySQL 9.7.4-2 -> 9.7.4-2` or `MariaDB 10.11.18-MariaDB... -> ...`.
+    pub fn versions(&self) -> String {
+        let name = match self.flavor.as_str() {
+            "mysql" => "MySQL ",
+            "mariadb" => "MariaDB ",
+            _ => "",
+        };
+        format!("{name}{} -> {}", self.from_version, self.to_version)
+    }
 }
 
 impl Report {

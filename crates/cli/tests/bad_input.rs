@@ -32,6 +32,17 @@ fn cases() -> Vec<(Vec<String>, String)> {
         ),
         (drill("bad_scale.toml"), format!("{}:2: data.scale: invalid scale", corpus("bad_scale.toml"))),
         (
+            drill("mysql_unknown_version.toml"),
+            format!("{}:3: cluster.to: unknown server version 'mysql-8.0.36'", corpus("mysql_unknown_version.toml")),
+        ),
+        (
+            drill("flavor_mismatch.toml"),
+            format!(
+                "{}:3: cluster.to: cannot upgrade mariadb-10.11.18 to mysql-9.7.4: a different server flavor",
+                corpus("flavor_mismatch.toml")
+            ),
+        ),
+        (
             drill("unknown_technique.toml"),
             format!("{}:2: warmup.technique: unknown warm-up technique 'magic'", corpus("unknown_technique.toml")),
         ),

@@ -15,6 +15,12 @@ async fn up_replicate_upgrade_promote_down() {
     lifecycle(&PROCESS_MARIADB).await;
 }
 
+/// The same lifecycle on Oracle MySQL 9.7.4 processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_up_replicate_upgrade_promote_down() {
+    lifecycle(&PROCESS_MYSQL).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promote_with_demote_keeps_old_primary_as_replica() {
     let dir = test_dir("demote");

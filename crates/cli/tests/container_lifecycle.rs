@@ -22,6 +22,15 @@ async fn container_up_replicate_upgrade_to_11_8_promote_down() {
     lifecycle(&CONTAINER_MARIADB).await;
 }
 
+/// The same lifecycle on Oracle MySQL 9.7 containers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_mysql_up_replicate_upgrade_promote_down() {
+    if skip_or_fail("container_mysql_up_replicate_upgrade_promote_down", case_ready(&CONTAINER_MYSQL)) {
+        return;
+    }
+    lifecycle(&CONTAINER_MYSQL).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_container_cluster_leaves_nothing() {
     if skip_or_fail("dropped_container_cluster_leaves_nothing", case_ready(&CONTAINER_MARIADB)) {

@@ -174,3 +174,44 @@ async fn the_kill_switch_brings_the_error_rate_down() {
     assert!(servers_under(&dir).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The whole drill on Oracle MySQL 9.7.4 (drills/mysql.toml at the test
+/// scale): the report names MySQL, the 2017 scan is the cold phase's
+/// heaviest statement and lint flagged it first; nothing lost, the replica
+/// consistent, the volume really cold under mysqld.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drill_on_mysql_names_the_2017_scan() {
+    let _serial = SERIAL.lock().await;
+    let dir = test_dir("mysqldrill");
+    let path = repo().join("drills/mysql.toml");
+    let (mut c, _) = DrillConfig::load(&path).expect("drills/mysql.toml");
+    c.out = dir.join("out");
+    c.cluster.buffer_pool_mb = 128;
+    c.data.scale = 0.2;
+    c.load.mix = repo().join("loadtests/api.toml");
+    c.load.rate = 300.0;
+    c.load.users = 48;
+    c.phases.baseline = "8s".into();
+    c.phases.cold = "25s".into();
+    c.phases.warm = "8s".into();
+    let o = coldswap_drill::run(c, None).await.expect("drill on mysql");
+    assert!(o.report.complete, "{:?}", o.error);
+    let r = &o.report;
+    assert_eq!(r.cluster.flavor, "mysql");
+    assert!(r.cluster.from_version.starts_with("9.7.4"), "{}", r.cluster.from_version);
+    assert!(std::fs::read_to_string(o.dir.join("report.md")).unwrap().contains("MySQL 9.7.4"));
+    // Lint read MySQL's EXPLAIN (asked for in its tabular form) and flagged the scan.
+    let scan = r.lint.iter().find(|l| l.transaction == "notify_schedules").expect("lint of notify_schedules");
+    assert!(scan.full_scan && scan.scanned_tables == vec!["schedules".to_string()], "{scan:?}");
+    assert!(r.lint.iter().filter(|l| l.full_scan).all(|l| l.transaction == "notify_schedules"), "{:?}", r.lint);
+    // The server's own digests name it in the cold phase.
+    let h = r.heaviest_hitter.as_ref().expect("a heaviest hitter");
+    assert_eq!((h.phase.as_str(), h.transaction.as_deref()), ("cold", Some("notify_schedules")), "{h:?}");
+    assert_eq!(r.storage["cold_verified"], serde_json::json!(true), "{}", r.storage);
+    assert!(r.storage["cold_phase_counters"]["cold_blocks"].as_u64().unwrap_or(0) > 0, "{}", r.storage);
+    assert_eq!(r.invariants["ledger"]["lost"], 0, "{}", r.invariants);
+    assert!(r.invariants["ledger"]["acked"].as_u64().unwrap() > 0);
+    assert_eq!(r.invariants["checksum"]["consistent"], true, "{}", r.invariants);
+    assert_nothing_left(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}

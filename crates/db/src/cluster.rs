@@ -238,12 +238,9 @@ impl Cluster {
         let t0 = Instant::now();
         let backend_state = opts.backend.new_state(&opts.container);
         // Bad input first, before anything is created.
-        {
-            let b = backend_state.get();
-            b.check_spec(&opts.from)?;
-            if let Some(to) = &opts.to {
-                b.check_spec(to)?;
-            }
+        match &opts.to {
+            Some(to) => opts.backend.check_pair(&opts.from, to)?,
+            None => backend_state.get().check_spec(&opts.from)?,
         }
         if opts.buffer_pool_mb < 8 {
             bail!("buffer pool of {} MiB is too small (at least 8)", opts.buffer_pool_mb);
@@ -266,13 +263,7 @@ impl Cluster {
         let from = backend_state.get().provision(&opts.from).await?;
         if let Some(to) = &opts.to {
             let to = backend_state.get().provision(to).await?;
-            if to.flavor() != from.flavor() {
-                bail!(
-                    "cannot upgrade {} to {}: a different server flavor (the datadir of one cannot run on the other)",
-                    from.label(),
-                    to.label()
-                );
-            }
+            crate::backend::check_flavors(&from.label(), Some(from.flavor()), &to.label(), Some(to.flavor()))?;
         }
         steps.push("provision", t);
 

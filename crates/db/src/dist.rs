@@ -126,20 +126,47 @@ pub struct DebianPin {
     pub name: &'static str,
     /// (package, version) pairs, downloaded and unpacked together.
     pub packages: &'static [(&'static str, &'static str)],
+    /// None: the machine's own Debian release (its apt sources). Some: another
+    /// suite, read through a private apt state in the cache (the system's
+    /// sources untouched, no root), with the packages' whole dependency
+    /// closure unpacked beside them, C library and loader included: the
+    /// binaries then run on this machine through their own loader.
+    pub suite: Option<&'static str>,
 }
 
 /// Versions that can be provisioned from Debian packages on this kind of
-/// machine (bookworm and bookworm-security carry a real minor upgrade pair).
+/// machine: bookworm and bookworm-security carry a real MariaDB minor
+/// upgrade pair; sid (unstable) carries Oracle MySQL 9.7, the only MySQL
+/// reachable here.
 pub const DEBIAN_PINS: &[DebianPin] = &[
     DebianPin {
         name: "mariadb-10.11.18",
         packages: &[("mariadb-server-core", "1:10.11.18-0+deb12u1"), ("mariadb-client-core", "1:10.11.18-0+deb12u1")],
+        suite: None,
     },
     DebianPin {
         name: "mariadb-10.11.19",
         packages: &[("mariadb-server-core", "1:10.11.19-0+deb12u1"), ("mariadb-client-core", "1:10.11.19-0+deb12u1")],
+        suite: None,
+    },
+    DebianPin {
+        name: "mysql-9.7.4",
+        packages: &[("mysql-server-core", "9.7.4-2"), ("mysql-client-core", "9.7.4-2")],
+        suite: Some("sid"),
     },
 ];
+
+/// The flavor of a pinned version, by its name.
+pub fn pin_flavor(spec: &str) -> Option<Flavor> {
+    DEBIAN_PINS.iter().find(|p| p.name == spec)?;
+    if spec.starts_with("mariadb-") {
+        Some(Flavor::MariaDB)
+    } else if spec.starts_with("mysql-") {
+        Some(Flavor::MySQL)
+    } else {
+        None
+    }
+}
 
 /// The version names that can be fetched.
 pub fn known_versions() -> Vec<&'static str> {
@@ -183,7 +210,7 @@ pub fn check_spec(spec: &str) -> Result<()> {
 
 fn unknown_version(spec: &str) -> anyhow::Error {
     let hint = if spec.starts_with("mysql") {
-        " (MySQL cannot be downloaded here: unpack a MySQL generic tarball and pass its directory instead)"
+        " (no other MySQL can be downloaded here: unpack a MySQL generic tarball and pass its directory instead)"
     } else {
         ""
     };
@@ -238,14 +265,11 @@ fn provision_debian(pin: &DebianPin) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(staging.join("debs"))?;
     let wanted: Vec<String> = pin.packages.iter().map(|(n, v)| format!("{n}={v}")).collect();
-    let mut ok = apt_download(&staging.join("debs"), &wanted);
-    if ok.is_err() && is_root() {
-        // A fresh machine may have no package lists yet.
-        tracing::info!("apt-get download failed; running apt-get update once");
-        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
-        ok = apt_download(&staging.join("debs"), &wanted);
-    }
-    if let Err(e) = ok {
+    let fetched = match pin.suite {
+        None => download_here(&staging.join("debs"), &wanted),
+        Some(suite) => download_closure(suite, &staging.join("debs"), &wanted),
+    };
+    if let Err(e) = fetched {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e.context(format!("cannot download the Debian packages of {}", pin.name)));
     }
@@ -273,20 +297,75 @@ fn provision_debian(pin: &DebianPin) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn apt_download(dir: &Path, wanted: &[String]) -> Result<()> {
+/// The packages alone, from the machine's own apt sources.
+fn download_here(dir: &Path, wanted: &[String]) -> Result<()> {
+    let mut ok = apt(&["download", "-qq"], wanted, dir);
+    if ok.is_err() && is_root() {
+        // A fresh machine may have no package lists yet.
+        tracing::info!("apt-get download failed; running apt-get update once");
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        ok = apt(&["download", "-qq"], wanted, dir);
+    }
+    ok
+}
+
+/// The packages and their whole dependency closure from another Debian
+/// suite, through a private apt state in the cache (lists, archives and an
+/// empty dpkg status of its own; no lock, no root, the system's sources
+/// untouched), into `dir`.
+fn download_closure(suite: &str, dir: &Path, wanted: &[String]) -> Result<()> {
+    let state = cache_root().join(format!("apt-{suite}"));
+    for d in ["lists/partial", "archives/partial", "etc"] {
+        std::fs::create_dir_all(state.join(d)).with_context(|| format!("cannot create {}", state.display()))?;
+    }
+    let mirror = std::env::var("DEBIAN_MIRROR").unwrap_or_else(|_| "http://deb.debian.org/debian".into());
+    std::fs::write(
+        state.join("etc/sources.list"),
+        format!("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {suite} main\n"),
+    )?;
+    std::fs::write(state.join("etc/status"), "")?;
+    let opt = |k: &str, v: &Path| format!("-o{k}={}", v.display());
+    let opts = vec![
+        opt("Dir::Etc::sourcelist", &state.join("etc/sources.list")),
+        "-oDir::Etc::sourceparts=/dev/null".to_string(),
+        opt("Dir::State::Lists", &state.join("lists")),
+        opt("Dir::State::status", &state.join("etc/status")),
+        opt("Dir::Cache::archives", &state.join("archives")),
+        opt("Dir::Cache", &state),
+        "-oDebug::NoLocking=1".to_string(),
+        "-oAPT::Install-Recommends=false".to_string(),
+        "-oAPT::Get::AllowUnauthenticated=false".to_string(),
+    ];
+    let o: Vec<&str> = opts.iter().map(|s| s.as_str()).collect();
+    let mut update = o.clone();
+    update.extend(["-qq", "update"]);
+    apt(&update, &[], dir).with_context(|| format!("reading Debian {suite}'s package lists"))?;
+    let mut install = o.clone();
+    // An empty dpkg status: apt fetches every package the servers need,
+    // the C library and its loader included.
+    install.extend(["-qq", "-y", "--download-only", "install"]);
+    apt(&install, wanted, dir)?;
+    for entry in std::fs::read_dir(state.join("archives"))? {
+        let p = entry?.path();
+        if p.extension().map(|e| e == "deb").unwrap_or(false) {
+            let to = dir.join(p.file_name().unwrap_or_default());
+            std::fs::rename(&p, &to).or_else(|_| std::fs::copy(&p, &to).map(|_| ()))?;
+        }
+    }
+    Ok(())
+}
+
+fn apt(args: &[&str], packages: &[String], dir: &Path) -> Result<()> {
     let out = Command::new("apt-get")
-        .arg("download")
-        .arg("-qq")
-        .args(wanted)
+        .args(args)
+        .args(packages)
         .current_dir(dir)
         .output()
         .context("cannot run apt-get (this needs a Debian-based machine)")?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let line = err
-            .lines()
-            .find(|l| l.starts_with("E:"))
-            .unwrap_or_else(|| err.lines().next().unwrap_or("apt-get download failed"));
+        let line =
+            err.lines().find(|l| l.starts_with("E:")).unwrap_or_else(|| err.lines().next().unwrap_or("apt-get failed"));
         bail!("{}", line.trim());
     }
     Ok(())
@@ -328,10 +407,42 @@ pub fn parse_version_output(out: &str) -> Option<(Flavor, Version, String)> {
     Some((flavor, version, token))
 }
 
+/// The dynamic loader a distribution ships (its C library came with it):
+/// `usr/lib/<multiarch>/ld-linux*.so*` under its root.
+fn own_loader(root: &Path) -> Option<Loader> {
+    let lib = root.join("usr/lib");
+    for e in std::fs::read_dir(&lib).ok()?.flatten() {
+        let dir = e.path();
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for f in rd.flatten() {
+            let name = f.file_name().to_string_lossy().to_string();
+            if name.starts_with("ld-linux") && name.contains(".so") {
+                return Some(Loader { ld_so: f.path(), library_path: vec![dir.clone(), lib.clone()] });
+            }
+        }
+    }
+    None
+}
+
 /// Read flavor, version and tool locations off an unpacked distribution.
 pub fn detect(root: &Path, spec: &str) -> Result<Dist> {
     let server_bin = find_server_bin(root)?;
-    let out = Command::new(&server_bin)
+    let loader = own_loader(root);
+    let probe = Dist {
+        spec: spec.to_string(),
+        flavor: Flavor::MySQL,
+        version: Version(0, 0, 0),
+        version_string: String::new(),
+        basedir: root.to_path_buf(),
+        server_bin: server_bin.clone(),
+        install: InstallMethod::Initialize,
+        upgrade_bin: None,
+        lc_messages_dir: None,
+        plugin_dir: None,
+        loader: loader.clone(),
+    };
+    let out = probe
+        .command(&server_bin)
         .arg("--no-defaults")
         .arg("--version")
         .output()
@@ -361,7 +472,12 @@ pub fn detect(root: &Path, spec: &str) -> Result<Dist> {
         Flavor::MariaDB => pick(&["bin/mariadb-upgrade", "bin/mysql_upgrade"]),
         Flavor::MySQL => pick(&["bin/mysql_upgrade"]),
     };
-    let lc_messages_dir = pick(&["share/mysql", "share/mariadb", "share"]);
+    // A directory holding english/errmsg.sys.
+    let lc_messages_dir = ["share/mysql", "share/mariadb", "share"]
+        .iter()
+        .map(|c| basedir.join(c))
+        .find(|p| p.join("english").is_dir())
+        .or_else(|| pick(&["share/mysql", "share/mariadb", "share"]));
     let plugin_dir = pick(&["lib/mysql/plugin", "lib/plugin", "lib64/mysql/plugin"]);
     Ok(Dist {
         spec: spec.to_string(),
@@ -374,7 +490,7 @@ pub fn detect(root: &Path, spec: &str) -> Result<Dist> {
         upgrade_bin,
         lc_messages_dir,
         plugin_dir,
-        loader: None,
+        loader,
     })
 }
 
@@ -412,7 +528,8 @@ mod tests {
         assert!(e.contains("unknown server version 'mariadb-10.11.99'"), "{e}");
         assert!(e.contains("mariadb-10.11.18"), "{e}");
         let e = check_spec("mysql-5.7.19").unwrap_err().to_string();
-        assert!(e.contains("tarball"), "{e}");
+        assert!(e.contains("tarball") && e.contains("mysql-9.7.4"), "{e}");
+        assert!(check_spec("mysql-9.7.4").is_ok());
     }
 
     #[test]

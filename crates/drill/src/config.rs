@@ -410,6 +410,7 @@ impl DrillConfig {
                 let (kf, kt) = kind.pick(("from", "to"), ("from_image", "to_image"));
                 kind.check_spec(&from).map_err(|e| anyhow!("{}cluster.{kf}: {e}", at("cluster", kf)))?;
                 kind.check_spec(&to).map_err(|e| anyhow!("{}cluster.{kt}: {e}", at("cluster", kt)))?;
+                kind.check_pair(&from, &to).map_err(|e| anyhow!("{}cluster.{kt}: {e}", at("cluster", kt)))?;
             }
         }
         if self.cluster.buffer_pool_mb < 8 {

@@ -54,6 +54,7 @@ struct State {
     warmup: serde_json::Value,
     kill: Option<(String, f64)>,
     from_version: String,
+    flavor: String,
     to_version: String,
     backend: String,
     nodes: Vec<serde_json::Value>,
@@ -123,6 +124,7 @@ pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outc
         warmup: serde_json::Value::Null,
         kill: None,
         from_version: cfg.cluster.from.clone(),
+        flavor: String::new(),
         to_version: cfg.cluster.to.clone(),
         backend: cfg.cluster.backend.clone(),
         nodes: Vec::new(),
@@ -156,6 +158,7 @@ async fn drive(st: &mut State) -> Result<()> {
     step(&mut st.steps, "cluster_up", t);
     let cluster = st.cluster.as_mut().unwrap();
     st.from_version = cluster.primary()?.version_string.clone();
+    st.flavor = cluster.primary()?.flavor().to_string();
     let t = Instant::now();
     phase_log("setup", &format!("seeding scale {}", cfg.data.scale));
     let seeded = signals::interruptible(cluster.seed(cfg.data.scale, false, &|_| {})).await?;
@@ -519,6 +522,7 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
         cluster: ClusterSection {
             backend: st.backend.clone(),
             from_version: st.from_version.clone(),
+            flavor: st.flavor.clone(),
             to_version: st.to_version.clone(),
             steps: st.steps.clone(),
             nodes: st.nodes.clone(),

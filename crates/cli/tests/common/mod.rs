@@ -158,6 +158,30 @@ pub const CONTAINER_MARIADB: Case = Case {
     upgrade_tool: true,
 };
 
+/// Oracle MySQL 9.7.4 (Debian sid) as local processes, through its own
+/// loader. The only MySQL reachable here, so the upgrade is to the same
+/// version: the server's own upgrade forced at start, no separate tool.
+pub const PROCESS_MYSQL: Case = Case {
+    name: "process_mysql",
+    backend: BackendKind::Process,
+    from: "mysql-9.7.4",
+    to: "mysql-9.7.4",
+    from_prefix: "9.7.4",
+    to_prefix: "9.7.4",
+    upgrade_tool: false,
+};
+
+/// Oracle MySQL 9.7 in containers (coldswap/mysql:9.7, built from sid).
+pub const CONTAINER_MYSQL: Case = Case {
+    name: "container_mysql",
+    backend: BackendKind::Container,
+    from: "coldswap/mysql:9.7",
+    to: "coldswap/mysql:9.7",
+    from_prefix: "9.7.",
+    to_prefix: "9.7.",
+    upgrade_tool: false,
+};
+
 /// Whether a case can run here: Ok, or the reason it cannot (a container
 /// case without an engine or its images).
 pub fn case_ready(case: &Case) -> Result<(), String> {

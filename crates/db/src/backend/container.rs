@@ -432,6 +432,15 @@ impl Backend for ContainerBackend {
         image_ref(spec).map(|_| ())
     }
 
+    fn spec_flavor(&self, spec: &str) -> Option<Flavor> {
+        let (name, _) = split_ref(&image_ref(spec).ok()?);
+        match name.rsplit('/').next()? {
+            "mysql" | "mysql-server" => Some(Flavor::MySQL),
+            "mariadb" => Some(Flavor::MariaDB),
+            _ => None,
+        }
+    }
+
     async fn preflight(&self, _run_dir: &Path, from: &str, to: Option<&str>) -> Result<()> {
         let (from, to) = (from.to_string(), to.map(|s| s.to_string()));
         tokio::task::spawn_blocking(move || -> Result<()> {

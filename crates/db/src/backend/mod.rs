@@ -90,6 +90,18 @@ impl BackendKind {
     pub fn check_spec(self, spec: &str) -> Result<()> {
         self.new_state(&ContainerOptions::default()).get().check_spec(spec)
     }
+
+    /// Check an upgrade pair without side effects: both specs valid, and
+    /// not from one flavor to the other (a datadir of one cannot run on the
+    /// other). A pair whose flavors need fetching to know is checked again
+    /// once they are known.
+    pub fn check_pair(self, from: &str, to: &str) -> Result<()> {
+        let state = self.new_state(&ContainerOptions::default());
+        let b = state.get();
+        b.check_spec(from)?;
+        b.check_spec(to)?;
+        check_flavors(from, b.spec_flavor(from), to, b.spec_flavor(to))
+    }
 }
 
 /// What a user asks for: one backend, or `auto`.
@@ -244,6 +256,10 @@ pub trait Backend: Send + Sync {
     /// Reject a version spec this backend cannot run, touching nothing.
     fn check_spec(&self, spec: &str) -> Result<()>;
 
+    /// The flavor a spec names, when that is known without fetching or
+    /// running anything (a pinned version, an image name).
+    fn spec_flavor(&self, spec: &str) -> Option<Flavor>;
+
     /// Everything that must hold before anything is created (an engine
     /// answers, the images are here, there is disk space under `run_dir`).
     async fn preflight(&self, run_dir: &Path, from: &str, to: Option<&str>) -> Result<()>;
@@ -346,6 +362,16 @@ pub trait NodeFiles: Send + Sync {
 /// One line per run cleaned.
 pub fn sweep_orphans(live_record: &dyn Fn(&Path, &str) -> bool) -> Vec<String> {
     container::sweep_orphans(live_record)
+}
+
+/// Refuse an upgrade from one flavor to the other.
+pub(crate) fn check_flavors(from: &str, f: Option<Flavor>, to: &str, t: Option<Flavor>) -> Result<()> {
+    match (f, t) {
+        (Some(a), Some(b)) if a != b => anyhow::bail!(
+            "cannot upgrade {from} to {to}: a different server flavor ({a} to {b}; the datadir of one cannot run on the other)"
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Error for a node whose record belongs to another backend.

@@ -217,6 +217,10 @@ impl Backend for ProcessBackend {
         dist::check_spec(spec)
     }
 
+    fn spec_flavor(&self, spec: &str) -> Option<coldswap_sql::Flavor> {
+        dist::pin_flavor(spec)
+    }
+
     async fn preflight(&self, run_dir: &Path, _from: &str, _to: Option<&str>) -> Result<()> {
         if let Some(free) = free_bytes(run_dir) {
             if free < NEED_BYTES {
