@@ -1,20 +1,175 @@
 //! The server's own account of the heaviest statements:
 //! performance_schema.events_statements_summary_by_digest, reset per phase,
-//! matched back to the mix's transactions by normalised text.
+//! tied back to the mix's transactions by the server's own digest.
+//!
+//! Before the load, [`learn`] runs each statement once, as the load will
+//! send it (text or prepared), inside a transaction it rolls back, and reads
+//! which digest row counted it: the digest the server computes, whatever
+//! the statement's shape (INTERVAL units, IN lists, functions, comments,
+//! aliases). Statements it could not learn (DDL is never run; MariaDB does
+//! not digest prepared statements) fall back to normalised text.
 
-use anyhow::Result;
-use coldswap_client::Mix;
+use anyhow::{Context, Result};
+use coldswap_client::gen::Value;
+use coldswap_client::mix::Stmt;
+use coldswap_client::{Mix, Protocol};
 use coldswap_sql as sql;
+use sqlx::mysql::MySqlConnectOptions;
 use sqlx::MySqlConnection;
+use std::collections::HashMap;
+use std::time::Duration;
 
 use crate::report::Digest;
+
+/// A statement to learn the digest of: who issues it, and the values it is
+/// sent with (indexed as the statement's `params` say).
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// The transaction, background job or workload request it belongs to.
+    pub name: String,
+    /// The statement.
+    pub stmt: Stmt,
+    /// Values, indexed by the statement's `params`.
+    pub vals: Vec<Option<Value>>,
+}
+
+/// The name of coldswap's own statements in digest tables.
+pub const HARNESS: &str = "coldswap (harness)";
+
+/// Who issues each digest: learned from the server, else by normalised text.
+#[derive(Debug, Clone, Default)]
+pub struct Namer {
+    learned: HashMap<String, String>,
+    mix: Option<Mix>,
+}
+
+impl Namer {
+    /// Names from learned digests, with the mix for the text fallback.
+    pub fn new(learned: HashMap<String, String>, mix: Option<Mix>) -> Namer {
+        Namer { learned, mix }
+    }
+
+    /// The name behind a digest (its hash, and its text for the fallback).
+    /// coldswap's own statements (on its `coldswap_meta` tables) are named
+    /// as the harness's.
+    pub fn name(&self, digest: &str, text: &str) -> Option<String> {
+        if let Some(n) = self.learned.get(digest) {
+            return Some(n.clone());
+        }
+        if text.contains("coldswap_meta") {
+            return Some(HARNESS.to_string());
+        }
+        self.mix.as_ref().and_then(|m| match_digest(m, text))
+    }
+
+    /// How many digests were learned from the server.
+    pub fn learned(&self) -> usize {
+        self.learned.len()
+    }
+}
+
+/// Statements that change data or read it (what [`learn`] may run, inside
+/// a transaction it rolls back); DDL and anything else is never run.
+fn dml(sql: &str) -> bool {
+    let head = coldswap_client::mix::first_keyword(sql);
+    matches!(head.as_str(), "SELECT" | "WITH" | "INSERT" | "UPDATE" | "DELETE" | "REPLACE")
+}
+
+async fn snapshot(conn: &mut MySqlConnection, schema: &str) -> Result<HashMap<String, (u64, String)>> {
+    let rows = sql::fetch_all(
+        conn,
+        &format!(
+            "SELECT DIGEST, CAST(COUNT_STAR AS CHAR), DIGEST_TEXT FROM performance_schema.events_statements_summary_by_digest \
+             WHERE SCHEMA_NAME = '{}' AND DIGEST IS NOT NULL",
+            schema.replace('\'', "''")
+        ),
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let d = sql::col_text_at(r, 0)?;
+            let n = sql::col_text_at(r, 1).and_then(|x| x.parse().ok()).unwrap_or(0);
+            Some((d, (n, sql::col_text_at(r, 2).unwrap_or_default())))
+        })
+        .collect())
+}
+
+/// Learn the server's digest of each probe: run it once on a connection
+/// whose default schema is `schema` (as the load's), the way `protocol`
+/// sends it, inside a transaction rolled back, and read which digest row
+/// of that schema counted it. Returns digest -> name, and a line for each
+/// probe it could not learn. Nothing else may run in `schema` meanwhile.
+pub async fn learn(
+    opts: &MySqlConnectOptions,
+    schema: &str,
+    probes: &[Probe],
+    protocol: Protocol,
+) -> Result<(HashMap<String, String>, Vec<String>)> {
+    let mut runner = sql::connect(&opts.clone().database(schema), Duration::from_secs(10))
+        .await
+        .context("connecting to learn statement digests")?;
+    let mut reader =
+        sql::connect(opts, Duration::from_secs(10)).await.context("connecting to read statement digests")?;
+    let mut learned = HashMap::new();
+    let mut missed = Vec::new();
+    for p in probes {
+        if !dml(&p.stmt.sql) {
+            missed.push(format!("{}: not run to learn its digest (not a data statement)", p.name));
+            continue;
+        }
+        let before = snapshot(&mut reader, schema).await?;
+        sql::exec(&mut runner, "START TRANSACTION").await?;
+        let ran = match protocol {
+            Protocol::Text => {
+                let text = coldswap_client::tier::inline(&p.stmt, &p.vals);
+                sqlx::Executor::execute(&mut runner, text.as_str()).await.map(|_| ())
+            }
+            Protocol::Binary => {
+                let mut q = sqlx::query(&p.stmt.sql);
+                for &i in &p.stmt.params {
+                    q = match p.vals.get(i).cloned().flatten() {
+                        Some(Value::Int(v)) => q.bind(v),
+                        Some(Value::Str(v)) => q.bind(v),
+                        None => q.bind(None::<i64>),
+                    };
+                }
+                q.execute(&mut runner).await.map(|_| ())
+            }
+        };
+        let _ = sql::exec(&mut runner, "ROLLBACK").await;
+        if let Err(e) = ran {
+            missed.push(format!("{}: {}", p.name, sql::describe(&e)));
+            continue;
+        }
+        let after = snapshot(&mut reader, schema).await?;
+        let counted: Vec<&String> = after
+            .iter()
+            .filter(|(d, (n, text))| {
+                *n > before.get(*d).map(|b| b.0).unwrap_or(0) && dml(text.trim_start_matches("EXECUTE "))
+            })
+            .map(|(d, _)| d)
+            .collect();
+        match counted.as_slice() {
+            [d] => {
+                learned.insert((*d).clone(), p.name.clone());
+            }
+            [] => missed.push(format!("{}: the server kept no digest for it", p.name)),
+            _ => missed.push(format!("{}: {} digests moved at once", p.name, counted.len())),
+        }
+    }
+    sql::close(runner).await;
+    sql::close(reader).await;
+    Ok((learned, missed))
+}
 
 /// Empty the digest table (at the start of a phase).
 pub async fn reset(conn: &mut MySqlConnection) -> Result<()> {
     sql::exec(conn, "TRUNCATE TABLE performance_schema.events_statements_summary_by_digest").await
 }
 
-/// Normalise SQL for matching a mix statement with a digest: lower case,
+/// Normalise SQL for matching a mix statement with a digest (the fallback
+/// for statements whose digest was not learned): lower case,
 /// no quotes or whitespace, literals and placeholders as '?', lists folded.
 pub fn normalize(sql: &str) -> String {
     let b = sql.as_bytes();
@@ -95,19 +250,23 @@ pub fn match_digest(mix: &Mix, digest_text: &str) -> Option<String> {
     best.map(|b| b.1)
 }
 
-/// Statements that read or write data (not BEGIN, COMMIT, SET, SHOW...):
-/// shares are of their time, the time queries took.
+/// Statements that read or write data (not BEGIN, COMMIT, SET, SHOW...),
+/// sent as text or, on MySQL, prepared (`EXECUTE SELECT ...`): shares are
+/// of their time, the time queries took.
 const DATA_STATEMENTS: &str =
     "(DIGEST_TEXT LIKE 'SELECT%' OR DIGEST_TEXT LIKE 'INSERT%' OR DIGEST_TEXT LIKE 'UPDATE%' \
-     OR DIGEST_TEXT LIKE 'DELETE%' OR DIGEST_TEXT LIKE 'REPLACE%' OR DIGEST_TEXT LIKE 'WITH%')";
+     OR DIGEST_TEXT LIKE 'DELETE%' OR DIGEST_TEXT LIKE 'REPLACE%' OR DIGEST_TEXT LIKE 'WITH%' \
+     OR DIGEST_TEXT LIKE 'EXECUTE SELECT%' OR DIGEST_TEXT LIKE 'EXECUTE INSERT%' OR DIGEST_TEXT LIKE 'EXECUTE UPDATE%' \
+     OR DIGEST_TEXT LIKE 'EXECUTE DELETE%' OR DIGEST_TEXT LIKE 'EXECUTE REPLACE%' OR DIGEST_TEXT LIKE 'EXECUTE WITH%')";
 
 /// The top data statements since the last reset, in the given schemas,
 /// ranked by the work they made the server do (rows examined), with their
 /// share of all data statements' rows examined and of their latency. Under
 /// an I/O stall every query waits, so latency blames the many victims;
 /// rows examined names the cause. (Statements sent as server-side prepared
-/// statements are not digested by MariaDB; the load sends text by default.)
-pub async fn top(conn: &mut MySqlConnection, schemas: &[&str], mix: Option<&Mix>, limit: usize) -> Result<Vec<Digest>> {
+/// statements are not digested by MariaDB; MySQL digests them as
+/// `EXECUTE <statement>`; the load sends text by default.)
+pub async fn top(conn: &mut MySqlConnection, schemas: &[&str], names: &Namer, limit: usize) -> Result<Vec<Digest>> {
     let list: Vec<String> = schemas.iter().map(|s| format!("'{}'", s.replace('\'', "''"))).collect();
     let filter = format!("SCHEMA_NAME IN ({}) AND {DATA_STATEMENTS}", list.join(","));
     let totals = sql::fetch_all(
@@ -124,7 +283,7 @@ pub async fn top(conn: &mut MySqlConnection, schemas: &[&str], mix: Option<&Mix>
     let rows = sql::fetch_all(
         conn,
         &format!(
-            "SELECT DIGEST_TEXT, CAST(COUNT_STAR AS CHAR), CAST(SUM_ROWS_EXAMINED AS CHAR), CAST(SUM_TIMER_WAIT AS CHAR) \
+            "SELECT DIGEST_TEXT, CAST(COUNT_STAR AS CHAR), CAST(SUM_ROWS_EXAMINED AS CHAR), CAST(SUM_TIMER_WAIT AS CHAR), DIGEST \
              FROM performance_schema.events_statements_summary_by_digest WHERE {filter} AND DIGEST_TEXT IS NOT NULL \
              ORDER BY SUM_ROWS_EXAMINED DESC, SUM_TIMER_WAIT DESC LIMIT {limit}"
         ),
@@ -133,10 +292,11 @@ pub async fn top(conn: &mut MySqlConnection, schemas: &[&str], mix: Option<&Mix>
     let mut out = Vec::new();
     for r in rows {
         let text = sql::col_text_at(&r, 0).unwrap_or_default();
+        let digest = sql::col_text_at(&r, 4).unwrap_or_default();
         let n = |i| sql::col_text_at(&r, i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
         let (examined, wait_ps) = (n(2), n(3));
         out.push(Digest {
-            transaction: mix.and_then(|m| match_digest(m, &text)),
+            transaction: names.name(&digest, &text),
             digest_text: text,
             exec_count: n(1) as u64,
             rows_examined: examined as u64,

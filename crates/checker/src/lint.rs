@@ -6,8 +6,10 @@ use anyhow::Result;
 use coldswap_client::gen::{Generators, Rng, Value};
 use coldswap_client::Mix;
 use coldswap_sql as sql;
+use sqlparser::ast::{TableFactor, Visit, Visitor};
 use sqlx::{Column, MySqlConnection, Row};
 use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
 
 use crate::report::Lint;
 
@@ -54,9 +56,46 @@ fn row_map(r: &sqlx::mysql::MySqlRow) -> BTreeMap<String, String> {
     m
 }
 
-/// Judge one EXPLAIN plan. Returns (full scan, rows estimate, scanned tables, blocks read cold).
+/// The tables a statement reads, by the names EXPLAIN gives them: each
+/// alias (and each table's own name) to the table's name. EXPLAIN's `table`
+/// column names the alias (`b` for `FROM bulk_imports b`); sizes are the
+/// table's. Parsed with sqlparser (MySQL dialect); a statement it cannot
+/// parse resolves nothing (EXPLAIN's names are then taken as they are).
+pub fn aliases(statement: &str) -> HashMap<String, String> {
+    struct Tables(HashMap<String, String>);
+    impl Visitor for Tables {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table { name, alias, .. } = t {
+                let base = name.to_string();
+                let base = base.rsplit('.').next().unwrap_or(&base).trim_matches('`').to_string();
+                self.0.insert(base.clone(), base.clone());
+                if let Some(a) = alias {
+                    self.0.insert(a.name.value.clone(), base);
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut v = Tables(HashMap::new());
+    if let Ok(stmts) = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::MySqlDialect {}, statement) {
+        let _ = stmts.visit(&mut v);
+    }
+    v.0
+}
+
+/// A derived table, subquery or union result EXPLAIN lists (`<derived2>`):
+/// no table of the schema, its reads are in the rows of the tables it reads.
+fn derived(table: &str) -> bool {
+    table.starts_with('<') && table.ends_with('>')
+}
+
+/// Judge one EXPLAIN plan, with `aliases` from [`aliases`]. Returns (full
+/// scan, rows estimate, scanned tables, blocks a scan reads cold, blocks
+/// lookups read cold).
 pub fn judge(
     plan: &[BTreeMap<String, String>],
+    aliases: &HashMap<String, String>,
     sizes: &HashMap<String, (u64, u64)>,
     block: u64,
 ) -> (bool, u64, Vec<String>, u64, u64) {
@@ -67,9 +106,13 @@ pub fn judge(
     let mut lookup_blocks = 0u64;
     for r in plan {
         let ty = r.get("type").map(|s| s.to_ascii_uppercase()).unwrap_or_default();
-        let table = r.get("table").cloned().unwrap_or_default();
+        let named = r.get("table").cloned().unwrap_or_default();
         let rows: u64 = r.get("rows").and_then(|x| x.trim().parse().ok()).unwrap_or(0);
         rows_total += rows;
+        if derived(&named) {
+            continue;
+        }
+        let table = aliases.get(&named).cloned().unwrap_or(named);
         let (data, index) = sizes.get(&table).copied().unwrap_or((0, 0));
         if ty == "ALL" || ty == "INDEX" {
             full = true;
@@ -85,8 +128,16 @@ pub fn judge(
     (full, rows_total, scanned, scan_blocks, lookup_blocks)
 }
 
-/// EXPLAIN every statement of the mix.
-pub async fn lint(conn: &mut MySqlConnection, mix: &Mix, gens: &Generators, cold: ColdModel) -> Result<Vec<Lint>> {
+/// EXPLAIN every statement of the mix. `background` names the background
+/// jobs this run starts (None: those the mix enables); the others are
+/// linted but marked as not running.
+pub async fn lint(
+    conn: &mut MySqlConnection,
+    mix: &Mix,
+    gens: &Generators,
+    cold: ColdModel,
+    background: Option<&[String]>,
+) -> Result<Vec<Lint>> {
     let sizes = table_sizes(conn, &mix.database).await?;
     let version = sql::query_text(conn, "SELECT VERSION()").await?.unwrap_or_default();
     let (flavor, v) = sql::parse_server_version(&version)
@@ -94,9 +145,16 @@ pub async fn lint(conn: &mut MySqlConnection, mix: &Mix, gens: &Generators, cold
     let dialect = coldswap_db::dialect::Dialect::new(flavor, v);
     let mut rng = Rng::new(42);
     let mut out = Vec::new();
-    let all =
-        mix.transactions.iter().map(|t| (&t.name, &t.steps)).chain(mix.background.iter().map(|b| (&b.name, &b.steps)));
-    for (name, steps) in all {
+    let runs_bg = |b: &coldswap_client::mix::BgSpec| match background {
+        Some(list) => list.contains(&b.name),
+        None => b.enabled,
+    };
+    let all = mix
+        .transactions
+        .iter()
+        .map(|t| (&t.name, &t.steps, true))
+        .chain(mix.background.iter().map(|b| (&b.name, &b.steps, runs_bg(b))));
+    for (name, steps, runs) in all {
         for s in steps {
             let needed: Vec<usize> = s.params.clone();
             let vals = gens.draw(&mut rng, &needed);
@@ -113,11 +171,14 @@ pub async fn lint(conn: &mut MySqlConnection, mix: &Mix, gens: &Generators, cold
             match q.fetch_all(&mut *conn).await {
                 Ok(rows) => {
                     // INSERT ... VALUES reads nothing, whatever EXPLAIN says of its target.
-                    let head = s.sql.trim_start().to_ascii_uppercase();
-                    let reads = !(head.starts_with("INSERT") || head.starts_with("REPLACE")) || head.contains("SELECT");
+                    let head = coldswap_client::mix::first_keyword(&s.sql);
+                    let reads =
+                        !(head == "INSERT" || head == "REPLACE") || s.sql.to_ascii_uppercase().contains("SELECT");
                     let plan: Vec<BTreeMap<String, String>> =
                         if reads { rows.iter().map(row_map).collect() } else { vec![] };
-                    let (full, rows_est, scanned, scan_blocks, lookup_blocks) = judge(&plan, &sizes, cold.block_bytes);
+                    let names = aliases(&s.sql);
+                    let (full, rows_est, scanned, scan_blocks, lookup_blocks) =
+                        judge(&plan, &names, &sizes, cold.block_bytes);
                     let scan_par = cold.concurrency.clamp(1, SCAN_PARALLELISM) as f64;
                     let est = scan_blocks as f64 * cold.mean_latency_ms / scan_par
                         + lookup_blocks as f64 * cold.mean_latency_ms;
@@ -130,6 +191,7 @@ pub async fn lint(conn: &mut MySqlConnection, mix: &Mix, gens: &Generators, cold
                         scanned_tables: scanned,
                         explain: plan,
                         error: None,
+                        runs,
                     });
                 }
                 Err(e) => out.push(Lint {
@@ -141,6 +203,7 @@ pub async fn lint(conn: &mut MySqlConnection, mix: &Mix, gens: &Generators, cold
                     scanned_tables: vec![],
                     explain: vec![],
                     error: Some(sql::describe(&e)),
+                    runs,
                 }),
             }
         }
@@ -161,15 +224,45 @@ mod tests {
         let sizes: HashMap<String, (u64, u64)> =
             [("schedules".to_string(), (64 * 1024 * 100, 64 * 1024 * 10)), ("jobs".to_string(), (64 * 1024 * 1000, 0))]
                 .into();
-        let (full, rows, scanned, sb, lb) = judge(&[plan("ALL", "schedules", "25000")], &sizes, 65536);
+        let none = HashMap::new();
+        let (full, rows, scanned, sb, lb) = judge(&[plan("ALL", "schedules", "25000")], &none, &sizes, 65536);
         assert!(full);
         assert_eq!((rows, sb, lb), (25000, 100, 0));
         assert_eq!(scanned, vec!["schedules"]);
-        let (full, _, _, sb, lb) = judge(&[plan("const", "jobs", "1")], &sizes, 65536);
+        let (full, _, _, sb, lb) = judge(&[plan("const", "jobs", "1")], &none, &sizes, 65536);
         assert!(!full);
         assert_eq!((sb, lb), (0, 4));
-        let (full, _, _, _, lb) = judge(&[plan("range", "schedules", "1")], &sizes, 65536);
+        let (full, _, _, _, lb) = judge(&[plan("range", "schedules", "1")], &none, &sizes, 65536);
         assert!(!full);
         assert_eq!(lb, 4);
+    }
+
+    #[test]
+    fn aliases_resolve_to_their_tables() {
+        let a = aliases("SELECT b.id FROM bulk_imports b WHERE b.account_id IN (?, ?) OR b.name LIKE ?");
+        assert_eq!(a.get("b").map(|s| s.as_str()), Some("bulk_imports"));
+        let a = aliases("SELECT k.user_id FROM api_keys AS k JOIN `accounts` a ON a.id = k.account_id WHERE k.key = ?");
+        assert_eq!((a["k"].as_str(), a["a"].as_str(), a["accounts"].as_str()), ("api_keys", "accounts", "accounts"));
+        let a = aliases("SELECT id FROM api.jobs x WHERE x.id IN (SELECT job_id FROM runs r WHERE r.ok = 1)");
+        assert_eq!((a["x"].as_str(), a["r"].as_str()), ("jobs", "runs"));
+        let a = aliases("SELECT * FROM (SELECT id FROM jobs j WHERE j.status = ?) d JOIN schedules s ON s.id = d.id");
+        assert_eq!((a["j"].as_str(), a["s"].as_str()), ("jobs", "schedules"));
+        assert!(aliases("this is not sql").is_empty());
+    }
+
+    #[test]
+    fn a_scan_through_an_alias_costs_its_table() {
+        // 198,637 rows in 3,000 blocks: the scan of `b` is the scan of bulk_imports.
+        let sizes: HashMap<String, (u64, u64)> = [("bulk_imports".to_string(), (65536 * 3000, 65536 * 500))].into();
+        let a = aliases("SELECT b.id FROM bulk_imports b WHERE b.account_id IN (?, ?) OR b.name LIKE ?");
+        let (full, _, scanned, sb, _) = judge(&[plan("ALL", "b", "198637")], &a, &sizes, 65536);
+        assert!(full);
+        assert_eq!(scanned, vec!["bulk_imports"]);
+        assert_eq!(sb, 3000);
+        // A derived table's own row is not a table of the schema; the table under it is.
+        let a = aliases("SELECT * FROM (SELECT id FROM bulk_imports j) d");
+        let (_, _, scanned, sb, _) =
+            judge(&[plan("ALL", "<derived2>", "10"), plan("ALL", "j", "198637")], &a, &sizes, 65536);
+        assert_eq!((scanned, sb), (vec!["bulk_imports".to_string()], 3000));
     }
 }

@@ -129,7 +129,7 @@ pub fn markdown(r: &Report) -> String {
     if !r.invariants.is_null() {
         let _ = writeln!(
             s,
-            "## Invariants\n\n```json\n{}\n```\n",
+            "## What the invariants found\n\n```json\n{}\n```\n",
             serde_json::to_string_pretty(&r.invariants).unwrap_or_default()
         );
     }
@@ -519,16 +519,41 @@ pub fn html(r: &Report) -> String {
             t.value,
             t.limit,
             if t.passed { "good" } else { "bad" },
-            if t.passed { "pass" } else { "FAIL" },
+            if t.passed {
+                "pass"
+            } else if t.checked {
+                "FAIL"
+            } else {
+                "FAIL (not checked)"
+            },
             esc(&t.detail)
         );
     }
     s.push_str("</table>");
+    if !r.invariant_results.is_empty() {
+        s.push_str("<h2>Invariants</h2><table><tr><th class=\"l\">invariant</th><th class=\"l\">result</th><th class=\"l\">detail</th></tr>");
+        for i in &r.invariant_results {
+            let (class, res) = if i.passed {
+                ("good", "holds")
+            } else if i.checked {
+                ("bad", "VIOLATED")
+            } else {
+                ("bad", "NOT CHECKED")
+            };
+            let _ = write!(
+                s,
+                "<tr><td class=\"l\">{}</td><td class=\"l {class}\">{res}</td><td class=\"l\">{}</td></tr>",
+                esc(&i.name),
+                esc(&i.detail)
+            );
+        }
+        s.push_str("</table>");
+    }
 
     if !r.invariants.is_null() {
         let _ = write!(
             s,
-            "<h2>Invariants</h2><pre>{}</pre>",
+            "<h3>What the invariants found</h3><pre>{}</pre>",
             esc(&serde_json::to_string_pretty(&r.invariants).unwrap_or_default())
         );
     }
@@ -569,14 +594,16 @@ pub fn html(r: &Report) -> String {
     s
 }
 
-/// Thresholds as JUnit XML, one test case per rule, so CI systems show them.
+/// Thresholds and invariants as JUnit XML, one test case each, so CI systems show them.
 pub fn junit(r: &Report) -> String {
-    let failures = r.thresholds.iter().filter(|t| !t.passed).count() + usize::from(!r.complete);
+    let failures = r.thresholds.iter().filter(|t| !t.passed).count()
+        + r.invariant_results.iter().filter(|i| !i.passed).count()
+        + usize::from(!r.complete);
     let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         s,
         "<testsuite name=\"coldswap drill\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\" timestamp=\"{}\">",
-        r.thresholds.len() + 1,
+        r.thresholds.len() + r.invariant_results.len() + 1,
         r.duration_s,
         esc(&r.started_at)
     );
@@ -592,9 +619,19 @@ pub fn junit(r: &Report) -> String {
     for t in &r.thresholds {
         let _ = writeln!(s, "  <testcase classname=\"coldswap.thresholds\" name=\"{}\">", esc(&t.rule));
         if !t.passed {
-            let _ = writeln!(s, "    <failure message=\"{} > {}\">{}</failure>", t.value, t.limit, esc(&t.detail));
+            let msg = if t.checked { format!("{} > {}", t.value, t.limit) } else { "not checked".to_string() };
+            let _ = writeln!(s, "    <failure message=\"{}\">{}</failure>", esc(&msg), esc(&t.detail));
         }
         let _ = writeln!(s, "    <system-out>{}</system-out>", esc(&t.detail));
+        let _ = writeln!(s, "  </testcase>");
+    }
+    for i in &r.invariant_results {
+        let _ = writeln!(s, "  <testcase classname=\"coldswap.invariants\" name=\"{}\">", esc(&i.name));
+        if !i.passed {
+            let msg = if i.checked { "violated" } else { "not checked" };
+            let _ = writeln!(s, "    <failure message=\"{msg}\">{}</failure>", esc(&i.detail));
+        }
+        let _ = writeln!(s, "    <system-out>{}</system-out>", esc(&i.detail));
         let _ = writeln!(s, "  </testcase>");
     }
     s.push_str("</testsuite>\n");

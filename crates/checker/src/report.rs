@@ -277,6 +277,10 @@ pub struct Lint {
     /// Why EXPLAIN could not run, when it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether this drill runs the statement (a background job switched off
+    /// is linted, but not counted against the run).
+    #[serde(default = "yes")]
+    pub runs: bool,
 }
 
 /// One rule of `[thresholds]` and its outcome (`thresholds[]`).
@@ -288,8 +292,12 @@ pub struct Threshold {
     pub value: f64,
     /// The rule's limit.
     pub limit: f64,
-    /// Whether the value is within the limit.
+    /// Whether the value is within the limit (false when it could not be measured).
     pub passed: bool,
+    /// Whether the value could be measured at all; a rule that could not
+    /// is failed, never passed.
+    #[serde(default = "yes")]
+    pub checked: bool,
     /// What was measured, in words.
     #[serde(default)]
     pub detail: String,
@@ -312,6 +320,26 @@ pub struct KillSwitch {
     pub p99_after_ms: f64,
     /// Whether errors fell by half (or stayed at 0) and p99 did not rise.
     pub recovered: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One invariant of the data after (or before) the switchover and its
+/// outcome (`invariant_results[]`): the replica matched its primary, no
+/// acknowledged write was lost, no task state contradicts what its worker
+/// was told. An invariant that could not be checked fails, named as such.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InvariantResult {
+    /// `replica_consistent`, `write_ledger`, `task_states`.
+    pub name: String,
+    /// Whether it could be checked.
+    pub checked: bool,
+    /// Checked and held.
+    pub passed: bool,
+    /// What was found, or why it could not be checked.
+    pub detail: String,
 }
 
 /// The drill's conclusion (`verdict`).
@@ -367,6 +395,9 @@ pub struct Report {
     pub kill_switch: Option<KillSwitch>,
     /// Every threshold rule.
     pub thresholds: Vec<Threshold>,
+    /// Every invariant and its outcome.
+    #[serde(default)]
+    pub invariant_results: Vec<InvariantResult>,
     /// Checks of the data after the drill: checksums, write ledger, task states.
     #[serde(default)]
     pub invariants: serde_json::Value,

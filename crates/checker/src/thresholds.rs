@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{Report, Threshold, Verdict};
+use crate::report::{InvariantResult, Report, Threshold, Verdict};
 use coldswap_client::stats::Kind;
 
 /// Limits; a missing one is not checked.
@@ -62,7 +62,29 @@ impl Thresholds {
 }
 
 fn rule(rule: &str, value: f64, limit: f64, passed: bool, detail: String) -> Threshold {
-    Threshold { rule: rule.into(), value, limit, passed, detail }
+    Threshold { rule: rule.into(), value, limit, passed, checked: true, detail }
+}
+
+/// A rule whose value could not be measured: failed, and says why.
+fn unchecked(rule: &str, limit: f64, why: &str) -> Threshold {
+    Threshold {
+        rule: rule.into(),
+        value: 0.0,
+        limit,
+        passed: false,
+        checked: false,
+        detail: format!("not checked: {why}"),
+    }
+}
+
+/// An invariant's JSON in the report: None when it was not part of the
+/// run; Err(why) when it could not be checked.
+fn invariant<'a>(r: &'a Report, key: &str) -> Option<Result<&'a serde_json::Value, String>> {
+    let v = r.invariants.get(key)?;
+    if v.get("checked").and_then(|c| c.as_bool()) == Some(false) {
+        return Some(Err(v.get("error").and_then(|e| e.as_str()).unwrap_or("no reason recorded").to_string()));
+    }
+    Some(Ok(v))
 }
 
 /// Evaluate the thresholds against a report (phases, comparison, heaviest
@@ -143,33 +165,142 @@ pub fn evaluate(r: &Report, t: &Thresholds) -> Vec<Threshold> {
         out.push(rule("full_scans", n as f64, limit as f64, n <= limit, format!("full scans: {}", names.join(", "))));
     }
     if let Some(limit) = t.lost_writes {
-        if let Some(lost) = r.invariants.get("ledger").and_then(|l| l.get("lost")).and_then(|v| v.as_u64()) {
-            out.push(rule(
-                "lost_writes",
-                lost as f64,
-                limit as f64,
-                lost <= limit,
-                format!("{lost} acknowledged writes missing on the new primary"),
-            ));
+        match invariant(r, "ledger") {
+            Some(Ok(l)) => {
+                let lost = l.get("lost").and_then(|v| v.as_u64()).unwrap_or(0);
+                out.push(rule(
+                    "lost_writes",
+                    lost as f64,
+                    limit as f64,
+                    lost <= limit,
+                    format!("{lost} acknowledged writes missing on the new primary"),
+                ));
+            }
+            Some(Err(why)) => out.push(unchecked("lost_writes", limit as f64, &format!("the write ledger: {why}"))),
+            None => {}
         }
     }
     if let Some(limit) = t.status_anomalies {
-        if let Some(n) = r.invariants.get("status").and_then(|l| l.get("anomalies")).and_then(|v| v.as_u64()) {
-            out.push(rule(
-                "status_anomalies",
-                n as f64,
-                limit as f64,
-                n <= limit,
-                format!("{n} tasks ended in a state their worker was not told"),
-            ));
+        match invariant(r, "status") {
+            Some(Ok(st)) => {
+                let n = st.get("anomalies").and_then(|v| v.as_u64()).unwrap_or(0);
+                out.push(rule(
+                    "status_anomalies",
+                    n as f64,
+                    limit as f64,
+                    n <= limit,
+                    format!("{n} tasks ended in a state their worker was not told"),
+                ));
+            }
+            Some(Err(why)) => out.push(unchecked("status_anomalies", limit as f64, &format!("task states: {why}"))),
+            None => {}
         }
     }
     out
 }
 
-/// The verdict: thresholds, plus what an SRE should read first.
-pub fn verdict(r: &Report) -> Verdict {
+/// The invariants of the run, each checked, failed, or failed as "not
+/// checked" (never passed for want of a check). `report.invariants` holds
+/// what the drill found: `checksum`, `ledger`, `status`.
+pub fn invariants(r: &Report, t: &Thresholds) -> Vec<InvariantResult> {
+    let mut out = Vec::new();
+    let mut push = |name: &str, checked: bool, passed: bool, detail: String| {
+        out.push(InvariantResult { name: name.into(), checked, passed: checked && passed, detail })
+    };
+    match invariant(r, "checksum") {
+        Some(Ok(c)) => {
+            let mismatched: Vec<String> = c["mismatched"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(|s| s.to_string())).collect())
+                .unwrap_or_default();
+            if mismatched.is_empty() && c["consistent"].as_bool() == Some(true) {
+                push(
+                    "replica_consistent",
+                    true,
+                    true,
+                    format!("primary and replica matched in all {} checksum chunks ({} rows)", c["chunks"], c["rows"]),
+                );
+            } else {
+                let shown: Vec<&str> = mismatched.iter().take(5).map(|s| s.as_str()).collect();
+                push(
+                    "replica_consistent",
+                    true,
+                    false,
+                    format!(
+                        "the replica differs from its primary in {} of {} checksum chunks ({}{})",
+                        mismatched.len(),
+                        c["chunks"],
+                        shown.join(", "),
+                        if mismatched.len() > shown.len() { ", ..." } else { "" }
+                    ),
+                );
+            }
+        }
+        Some(Err(why)) => push("replica_consistent", false, false, format!("not checked: {why}")),
+        None => {}
+    }
+    match invariant(r, "ledger") {
+        Some(Ok(l)) => {
+            let (acked, found, lost) =
+                (l["acked"].as_u64().unwrap_or(0), l["found"].as_u64().unwrap_or(0), l["lost"].as_u64().unwrap_or(0));
+            let limit = t.lost_writes.unwrap_or(0);
+            let on = l["checked_on"].as_str().unwrap_or("the new primary");
+            let detail = if acked == 0 {
+                "no acknowledged write to look up (the mix writes no ledger ids)".to_string()
+            } else {
+                format!("{acked} acknowledged writes, {found} found on {on}, {lost} lost")
+            };
+            push("write_ledger", true, lost <= limit, detail);
+        }
+        Some(Err(why)) => push("write_ledger", false, false, format!("not checked: {why}")),
+        None => {}
+    }
+    match invariant(r, "status") {
+        Some(Ok(st)) => {
+            let guarded = st["guarded"]["anomalies"].as_u64().unwrap_or(0);
+            let naive = st["naive"]["anomalies"].as_u64().unwrap_or(0);
+            push(
+                "task_states",
+                true,
+                guarded <= t.status_anomalies.unwrap_or(0),
+                format!(
+                    "the guarded reaper left {guarded} tasks in a state their worker was not told; the naive one {naive} (the 2017 race, shown on purpose)"
+                ),
+            );
+        }
+        Some(Err(why)) => push("task_states", false, false, format!("not checked: {why}")),
+        None => {}
+    }
+    out
+}
+
+/// The cause the report already knows: the statement that made the server
+/// do most of the work, when it stands out (its share breaks the limit, or
+/// lint flagged it as a full scan before the load).
+fn cause(r: &Report, t: &Thresholds) -> Option<String> {
+    let h = r.heaviest_hitter.as_ref()?;
+    let flagged =
+        h.transaction.as_ref().map(|tx| r.lint.iter().any(|l| &l.transaction == tx && l.full_scan)).unwrap_or(false);
+    let stands_out = flagged || t.heaviest_hitter_share_pct.map(|lim| h.share * 100.0 > lim).unwrap_or(false);
+    if !stands_out {
+        return None;
+    }
+    let who = match &h.transaction {
+        Some(tx) => tx.clone(),
+        None => format!("an unknown statement ({})", h.digest_text.chars().take(80).collect::<String>()),
+    };
+    Some(format!(
+        "{who} examined {:.0}% of the rows read in the {} phase{}",
+        h.share * 100.0,
+        h.phase,
+        if flagged { ", a full scan lint flagged before the load" } else { "" }
+    ))
+}
+
+/// The verdict: thresholds and invariants, plus what an SRE should read first.
+pub fn verdict(r: &Report, t: &Thresholds) -> Verdict {
     let failed: Vec<&Threshold> = r.thresholds.iter().filter(|t| !t.passed).collect();
+    let broken: Vec<&InvariantResult> = r.invariant_results.iter().filter(|i| !i.passed).collect();
     let mut findings = Vec::new();
     if let Some(h) = &r.heaviest_hitter {
         let flagged =
@@ -177,19 +308,24 @@ pub fn verdict(r: &Report) -> Verdict {
         findings.push(format!(
             "Heaviest statement in the {} phase: {} ({:.0}% of rows examined){}.",
             h.phase,
-            h.transaction.clone().unwrap_or_else(|| "not from the mix".into()),
+            h.transaction.clone().unwrap_or_else(|| format!("not from the mix ({})", h.digest_text)),
             h.share * 100.0,
             if flagged { ", a full scan lint flagged before the load" } else { "" }
         ));
     }
-    let scans: Vec<String> = r
-        .lint
-        .iter()
-        .filter(|l| l.full_scan)
-        .map(|l| format!("{} (est. {:.1} s per run on a cold volume)", l.transaction, l.est_cold_cost_ms / 1000.0))
-        .collect();
-    if !scans.is_empty() {
-        findings.push(format!("Full scans in the mix: {}.", scans.join("; ")));
+    let scans = |runs: bool| -> Vec<String> {
+        r.lint
+            .iter()
+            .filter(|l| l.full_scan && l.runs == runs)
+            .map(|l| format!("{} (est. {:.1} s per run on a cold volume)", l.transaction, l.est_cold_cost_ms / 1000.0))
+            .collect()
+    };
+    let (running, idle) = (scans(true), scans(false));
+    if !running.is_empty() {
+        findings.push(format!("Full scans in the mix: {}.", running.join("; ")));
+    }
+    if !idle.is_empty() {
+        findings.push(format!("Full scans in the mix this drill did not run: {}.", idle.join("; ")));
     }
     if let Some(worst) = r
         .comparison
@@ -198,7 +334,7 @@ pub fn verdict(r: &Report) -> Verdict {
         .max_by(|a, b| a.cold_over_warm.unwrap_or(0.0).total_cmp(&b.cold_over_warm.unwrap_or(0.0)))
     {
         findings.push(format!(
-            "Slowest to recover: {} (p99 {:.1} ms cold vs {:.1} ms warm, {:.1}x).",
+            "Hardest hit: {} (p99 {:.1} ms cold vs {:.1} ms warm, {:.1}x).",
             worst.transaction,
             worst.cold_p99_ms.unwrap_or(0.0),
             worst.warm_p99_ms.unwrap_or(0.0),
@@ -209,18 +345,20 @@ pub fn verdict(r: &Report) -> Verdict {
         findings.push(format!("Cold primary: {:.1}% of {} requests failed.", c.error_rate * 100.0, c.requests));
     }
     let sw = &r.switchover;
-    let restart = if sw.cold_restore_seconds > 0.0 {
-        format!(
-            " ({:.2} s of it the drill's restart of the replica on cold storage, which production does not have)",
-            sw.cold_restore_seconds
-        )
-    } else {
-        String::new()
-    };
-    findings.push(format!(
-        "Switchover: writes unavailable {:.2} s{restart}, {} requests failed.",
-        sw.write_unavailable_seconds, sw.failed_requests
-    ));
+    if sw.write_unavailable_seconds > 0.0 || sw.failed_requests > 0 {
+        let restart = if sw.cold_restore_seconds > 0.0 {
+            format!(
+                " ({:.2} s of it the drill's restart of the replica on cold storage, which production does not have)",
+                sw.cold_restore_seconds
+            )
+        } else {
+            String::new()
+        };
+        findings.push(format!(
+            "Switchover: writes unavailable {:.2} s{restart}, {} requests failed.",
+            sw.write_unavailable_seconds, sw.failed_requests
+        ));
+    }
     if let Some(k) = &r.kill_switch {
         findings.push(format!(
             "Kill-switch on {} at {:.0} s: error rate {:.1}% -> {:.1}%, p99 {:.0} -> {:.0} ms{}.",
@@ -233,38 +371,37 @@ pub fn verdict(r: &Report) -> Verdict {
             if k.recovered { " (recovered)" } else { " (did not recover)" }
         ));
     }
-    if let Some(l) = r.invariants.get("ledger") {
-        findings.push(format!(
-            "Write ledger: {} acknowledged writes, {} found on {}, {} lost.",
-            l["acked"],
-            l["found"],
-            l["checked_on"].as_str().unwrap_or("the new primary"),
-            l["lost"]
-        ));
+    for i in &r.invariant_results {
+        let what = match i.name.as_str() {
+            "replica_consistent" => "Before the switchover",
+            "write_ledger" => "Write ledger",
+            "task_states" => "Task states",
+            other => other,
+        };
+        findings.push(format!("{what}: {}{}.", i.detail, if i.passed { "" } else { " (FAILED)" }));
     }
-    if let Some(c) = r.invariants.get("checksum") {
-        findings.push(if c["consistent"].as_bool().unwrap_or(false) {
-            format!("Before the switchover, primary and replica matched in all {} checksum chunks.", c["chunks"])
-        } else {
-            format!(
-                "Before the switchover, primary and replica DIFFERED in {} chunks.",
-                c["mismatched"].as_array().map(|a| a.len()).unwrap_or(0)
-            )
-        });
-    }
-    if let Some(st) = r.invariants.get("status") {
-        findings.push(format!(
-            "Task states: the naive reaper left {} tasks killed after their worker was told they completed; the guarded reaper {}.",
-            st["naive"]["anomalies"], st["guarded"]["anomalies"]
-        ));
-    }
-    let passed = r.complete && failed.is_empty();
+    let passed = r.complete && failed.is_empty() && broken.is_empty();
+    // What failed, the cause first: the statement behind it, then its victims.
+    let cause = cause(r, t);
+    let mut victims: Vec<String> = broken.iter().map(|i| i.detail.clone()).collect();
+    victims.extend(
+        failed.iter().filter(|t| !(cause.is_some() && t.rule == "heaviest_hitter_share_pct")).map(|t| t.detail.clone()),
+    );
     let headline = if !r.complete {
-        format!("INCOMPLETE: {}", r.incomplete_reason.clone().unwrap_or_else(|| "the drill did not finish".into()))
-    } else if failed.is_empty() {
-        "PASS: the upgrade and switchover stayed within every threshold".to_string()
+        let why = r.incomplete_reason.clone().unwrap_or_else(|| "the drill did not finish".into());
+        if broken.is_empty() {
+            format!("INCOMPLETE: {why}")
+        } else {
+            format!("FAIL: {}; {why}", victims.join("; "))
+        }
+    } else if failed.is_empty() && broken.is_empty() {
+        "PASS: the upgrade and switchover stayed within every threshold, and every invariant held".to_string()
     } else {
-        format!("FAIL: {}", failed.iter().map(|t| t.detail.clone()).collect::<Vec<_>>().join("; "))
+        match cause {
+            Some(c) if victims.is_empty() => format!("FAIL: {c}"),
+            Some(c) => format!("FAIL: {c}; then: {}", victims.join("; ")),
+            None => format!("FAIL: {}", victims.join("; ")),
+        }
     };
     Verdict { passed, headline, findings }
 }
@@ -273,6 +410,116 @@ pub fn verdict(r: &Report) -> Verdict {
 mod tests {
     use super::*;
     use crate::report::Switchover;
+
+    use crate::report::{HeaviestHitter, Lint};
+
+    fn lint(tx: &str, full: bool) -> Lint {
+        Lint {
+            transaction: tx.into(),
+            statement: String::new(),
+            full_scan: full,
+            rows_estimate: 0,
+            est_cold_cost_ms: 0.0,
+            scanned_tables: vec![],
+            explain: vec![],
+            error: None,
+            runs: true,
+        }
+    }
+
+    fn concluded(mut r: Report) -> Report {
+        let t = Thresholds::default();
+        r.complete = true;
+        r.thresholds = evaluate(&r, &t);
+        r.invariant_results = invariants(&r, &t);
+        r.verdict = verdict(&r, &t);
+        r
+    }
+
+    #[test]
+    fn an_invariant_that_could_not_be_checked_fails_as_such() {
+        let r = concluded(Report {
+            invariants: serde_json::json!({"ledger": {"checked": false, "error": "table write_ledger is gone"}}),
+            ..Default::default()
+        });
+        let l = r.thresholds.iter().find(|t| t.rule == "lost_writes").expect("lost_writes evaluated");
+        assert!(!l.passed && !l.checked && l.detail.contains("not checked"), "{l:?}");
+        let i = r.invariant_results.iter().find(|i| i.name == "write_ledger").unwrap();
+        assert!(!i.passed && !i.checked && i.detail.contains("write_ledger is gone"), "{i:?}");
+        assert!(!r.verdict.passed && r.verdict.headline.starts_with("FAIL: not checked"), "{}", r.verdict.headline);
+    }
+
+    #[test]
+    fn a_replica_that_differs_fails_the_drill() {
+        let r = concluded(Report {
+            invariants: serde_json::json!({"checksum": {"consistent": false, "chunks": 40, "rows": 9,
+                "mismatched": ["api.accounts:0"]}}),
+            ..Default::default()
+        });
+        let i = &r.invariant_results[0];
+        assert_eq!(i.name, "replica_consistent");
+        assert!(!i.passed && i.checked && i.detail.contains("api.accounts:0"), "{i:?}");
+        assert!(!r.verdict.passed);
+        let ok = concluded(Report {
+            invariants: serde_json::json!({"checksum": {"consistent": true, "chunks": 40, "rows": 9, "mismatched": []},
+                "ledger": {"acked": 5, "found": 5, "lost": 0, "checked_on": "node2"},
+                "status": {"naive": {"anomalies": 3}, "guarded": {"anomalies": 0}, "anomalies": 3}}),
+            ..Default::default()
+        });
+        assert!(ok.invariant_results.iter().all(|i| i.passed), "{:?}", ok.invariant_results);
+        assert!(ok.verdict.passed, "{}", ok.verdict.headline);
+    }
+
+    #[test]
+    fn the_headline_leads_with_the_cause_then_the_victims() {
+        let mut r = Report {
+            heaviest_hitter: Some(HeaviestHitter {
+                phase: "cold".into(),
+                digest_text: "SELECT ...".into(),
+                transaction: Some("notify_schedules".into()),
+                share: 0.88,
+            }),
+            lint: vec![lint("notify_schedules", true), lint("list_jobs", false)],
+            ..Default::default()
+        };
+        r.thresholds = vec![
+            rule("cold_p99_over_warm", 1361.0, 10.0, false, "authenticate: cold p99 is 1361.0x its warm p99".into()),
+            rule("heaviest_hitter_share_pct", 88.0, 50.0, false, "notify_schedules examines 88%".into()),
+        ];
+        r.complete = true;
+        let v = verdict(&r, &Thresholds::default());
+        assert!(
+            v.headline.starts_with(
+                "FAIL: notify_schedules examined 88% of the rows read in the cold phase, a full scan lint flagged before the load; then: authenticate"
+            ),
+            "{}",
+            v.headline
+        );
+        assert!(v.findings.iter().any(|f| f.starts_with("Hardest hit:")) || r.comparison.is_empty());
+        // A heaviest statement that does not stand out is not called the cause.
+        r.heaviest_hitter.as_mut().unwrap().share = 0.2;
+        r.lint[0].full_scan = false;
+        r.thresholds.pop();
+        let v = verdict(&r, &Thresholds::default());
+        assert_eq!(v.headline, "FAIL: authenticate: cold p99 is 1361.0x its warm p99");
+    }
+
+    #[test]
+    fn scans_the_drill_does_not_run_are_listed_apart() {
+        let mut idle = lint("notify_schedules", true);
+        idle.runs = false;
+        let r = concluded(Report { lint: vec![idle, lint("fixed", false)], ..Default::default() });
+        assert!(
+            !r.verdict.findings.iter().any(|f| f.starts_with("Full scans in the mix:")),
+            "{:?}",
+            r.verdict.findings
+        );
+        assert!(r
+            .verdict
+            .findings
+            .iter()
+            .any(|f| f.starts_with("Full scans in the mix this drill did not run: notify_schedules")));
+    }
 
     fn unavailable(sw: Switchover) -> Threshold {
         let r = Report { switchover: sw, ..Default::default() };

@@ -70,6 +70,10 @@ pub struct DrillArgs {
     /// Leave the cluster running afterwards.
     #[arg(long)]
     keep: bool,
+    /// Promote the replica even when its checksums differ from the primary's
+    /// (a what-if; by default the drill stops before the switchover, failed).
+    #[arg(long)]
+    promote_anyway: bool,
 }
 
 pub async fn run(mut a: DrillArgs) -> Result<u8> {
@@ -178,6 +182,9 @@ fn build_config(a: DrillArgs) -> Result<(DrillConfig, Option<String>)> {
             anyhow::anyhow!("invalid --kill-switch '{k}': expected NAME@DURATION, such as notify_schedules@60s")
         })?;
         cfg.kill_switch = Some(coldswap_drill::config::KillSwitchCfg { target: t.to_string(), at: at.to_string() });
+    }
+    if a.promote_anyway {
+        cfg.checks.promote_anyway = true;
     }
     if a.keep {
         cfg.keep = true;

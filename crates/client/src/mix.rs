@@ -154,9 +154,24 @@ pub struct Stmt {
 impl Stmt {
     /// Whether it reads only (SELECT or WITH).
     pub fn is_select(&self) -> bool {
-        let t = self.sql.trim_start().to_ascii_uppercase();
-        t.starts_with("SELECT") || t.starts_with("WITH")
+        matches!(first_keyword(&self.sql).as_str(), "SELECT" | "WITH")
     }
+}
+
+/// A statement's first keyword, upper case, past leading whitespace and
+/// comments (`/* ... */`, `-- ...`, `# ...`).
+pub fn first_keyword(sql: &str) -> String {
+    let mut s = sql.trim_start();
+    loop {
+        if let Some(rest) = s.strip_prefix("/*") {
+            s = rest.split_once("*/").map(|(_, r)| r).unwrap_or("").trim_start();
+        } else if s.starts_with("--") || s.starts_with('#') {
+            s = s.split_once('\n').map(|(_, r)| r).unwrap_or("").trim_start();
+        } else {
+            break;
+        }
+    }
+    s.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_uppercase()
 }
 
 /// A transaction: one API request's statements, picked with its weight.
@@ -637,6 +652,19 @@ impl Mix {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod keyword_tests {
+    #[test]
+    fn first_keywords_past_comments() {
+        use super::first_keyword as k;
+        assert_eq!(k("  select 1"), "SELECT");
+        assert_eq!(k("/* dashboard */ SELECT id FROM t -- x"), "SELECT");
+        assert_eq!(k("-- why\n# who\n  UPDATE t SET a = 1"), "UPDATE");
+        assert_eq!(k("/* unterminated"), "");
+        assert_eq!(k("WITH x AS (SELECT 1) SELECT * FROM x"), "WITH");
     }
 }
 

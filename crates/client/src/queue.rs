@@ -102,6 +102,69 @@ fn stmt(sql: &str) -> Stmt {
     Stmt { text: sql.to_string(), sql: q, params, parts, line: 0 }
 }
 
+/// The queue workload's statements, each with the request name it is
+/// recorded under.
+pub struct Statements {
+    enqueue: Stmt,
+    claim: Stmt,
+    mine: Stmt,
+    beat: Stmt,
+    done: Stmt,
+    stale: Stmt,
+    kill_naive: Stmt,
+    kill_guarded: Stmt,
+}
+
+impl Statements {
+    /// The statements for these settings.
+    pub fn new(cfg: &QueueConfig) -> Statements {
+        let stale_us = cfg.stale_after_ms * 1000;
+        Statements {
+            enqueue: stmt(
+                "INSERT INTO import_queue.tasks (owner, account_id, kind, state, heartbeat_at, attempts, payload, created_at, updated_at) \
+                 VALUES (NULL, :a, :k, 'queued', NULL, 0, '{\"source\":\"s3://imports/new\"}', NOW(6), NOW(6))",
+            ),
+            claim: stmt(
+                "UPDATE import_queue.tasks SET state = 'running', owner = :me, heartbeat_at = NOW(6), attempts = attempts + 1, updated_at = NOW(6) \
+                 WHERE state = 'queued' AND kind = :k ORDER BY id LIMIT 1",
+            ),
+            mine: stmt(
+                "SELECT id FROM import_queue.tasks WHERE owner = :me AND state = 'running' ORDER BY id DESC LIMIT 1",
+            ),
+            beat: stmt(
+                "UPDATE import_queue.tasks SET heartbeat_at = NOW(6) WHERE id = :id AND owner = :me AND state = 'running'",
+            ),
+            done: stmt(
+                "UPDATE import_queue.tasks SET state = 'completed', updated_at = NOW(6) WHERE id = :id AND owner = :me AND state = 'running'",
+            ),
+            stale: stmt(&format!(
+                "SELECT id FROM import_queue.tasks WHERE kind = :k AND state = 'running' AND heartbeat_at < NOW(6) - INTERVAL {stale_us} MICROSECOND"
+            )),
+            kill_naive: stmt("UPDATE import_queue.tasks SET state = 'killed', updated_at = NOW(6) WHERE id = :id"),
+            kill_guarded: stmt(&format!(
+                "UPDATE import_queue.tasks SET state = 'killed', updated_at = NOW(6) WHERE id = :id AND state = 'running' \
+                 AND heartbeat_at < NOW(6) - INTERVAL {stale_us} MICROSECOND"
+            )),
+        }
+    }
+
+    /// Every statement with the request name it counts under and sample
+    /// values of the right types (for EXPLAIN or learning its digest).
+    pub fn named(&self) -> Vec<(&'static str, &Stmt, Vec<Option<Value>>)> {
+        let (int, txt) = (|v: i64| Some(Value::Int(v)), |v: &str| Some(Value::Str(v.to_string())));
+        vec![
+            ("queue_enqueue", &self.enqueue, vec![int(1), txt("naive")]),
+            ("queue_claim", &self.claim, vec![txt("probe"), txt("naive")]),
+            ("queue_claim", &self.mine, vec![txt("probe")]),
+            ("queue_heartbeat", &self.beat, vec![int(0), txt("probe")]),
+            ("queue_complete", &self.done, vec![int(0), txt("probe")]),
+            ("queue_reap", &self.stale, vec![txt("naive")]),
+            ("queue_reap", &self.kill_naive, vec![int(0)]),
+            ("queue_reap", &self.kill_guarded, vec![int(0)]),
+        ]
+    }
+}
+
 /// The queue workload against one database (import_queue).
 pub struct Queue {
     cfg: QueueConfig,
@@ -178,17 +241,15 @@ impl Queue {
     }
 
     async fn producer(&self, mode: Mode) {
-        let ins = stmt(
-            "INSERT INTO import_queue.tasks (owner, account_id, kind, state, heartbeat_at, attempts, payload, created_at, updated_at) \
-             VALUES (NULL, :a, :k, 'queued', NULL, 0, '{\"source\":\"s3://imports/new\"}', NOW(6), NOW(6))",
-        );
+        let st = Statements::new(&self.cfg);
+        let ins = &st.enqueue;
         let period = Duration::from_secs_f64(1.0 / self.cfg.produce_per_s.max(0.1));
         let mut rng = Rng::new(7 + mode as u64);
         let mut next = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
             next += period;
             let vals = vec![Some(Value::Int(1 + rng.below(100) as i64)), Some(Value::Str(mode.as_str().into()))];
-            self.req("queue_enqueue", &ins, &vals).await;
+            self.req("queue_enqueue", ins, &vals).await;
             let now = Instant::now();
             if next > now {
                 tokio::time::sleep(next - now).await;
@@ -200,20 +261,12 @@ impl Queue {
 
     async fn worker(&self, mode: Mode, w: usize) {
         let me = format!("{}-worker-{w}", mode.as_str());
-        let claim = stmt(
-            "UPDATE import_queue.tasks SET state = 'running', owner = :me, heartbeat_at = NOW(6), attempts = attempts + 1, updated_at = NOW(6) \
-             WHERE state = 'queued' AND kind = :k ORDER BY id LIMIT 1",
-        );
-        let mine =
-            stmt("SELECT id FROM import_queue.tasks WHERE owner = :me AND state = 'running' ORDER BY id DESC LIMIT 1");
-        let beat = stmt(
-            "UPDATE import_queue.tasks SET heartbeat_at = NOW(6) WHERE id = :id AND owner = :me AND state = 'running'",
-        );
-        let done = stmt("UPDATE import_queue.tasks SET state = 'completed', updated_at = NOW(6) WHERE id = :id AND owner = :me AND state = 'running'");
+        let st = Statements::new(&self.cfg);
+        let (claim, mine, beat, done) = (&st.claim, &st.mine, &st.beat, &st.done);
         let mut rng = Rng::new(1000 + w as u64 + mode as u64 * 77);
         while !self.stop.load(Ordering::SeqCst) {
             let v = vec![Some(Value::Str(me.clone())), Some(Value::Str(mode.as_str().into()))];
-            match self.req("queue_claim", &claim, &v).await {
+            match self.req("queue_claim", claim, &v).await {
                 Some(1) => {}
                 _ => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -221,7 +274,7 @@ impl Queue {
                 }
             }
             // Which task did we get?
-            let id = self.tier.query_first_u64(&mine, &[Some(Value::Str(me.clone()))]).await.ok().flatten();
+            let id = self.tier.query_first_u64(mine, &[Some(Value::Str(me.clone()))]).await.ok().flatten();
             let Some(id) = id else { continue };
             // Work, heartbeating.
             let work = Duration::from_millis(self.cfg.work_ms / 2 + rng.below(self.cfg.work_ms.max(1)));
@@ -232,13 +285,13 @@ impl Queue {
                 )
                 .await;
                 let v = vec![Some(Value::Int(id as i64)), Some(Value::Str(me.clone()))];
-                self.req("queue_heartbeat", &beat, &v).await;
+                self.req("queue_heartbeat", beat, &v).await;
             }
             // Report the result until the database answers: the work is done.
             let v = vec![Some(Value::Int(id as i64)), Some(Value::Str(me.clone()))];
             let mut backoff = Duration::from_millis(100);
             loop {
-                match self.req("queue_complete", &done, &v).await {
+                match self.req("queue_complete", done, &v).await {
                     Some(1) => {
                         // The database said yes: this worker was told its task completed.
                         self.told.completed.lock().unwrap().insert(id, mode);
@@ -257,28 +310,19 @@ impl Queue {
     }
 
     async fn reaper(&self, mode: Mode) {
-        let stale = format!(
-            "SELECT id FROM import_queue.tasks WHERE kind = :k AND state = 'running' AND heartbeat_at < NOW(6) - INTERVAL {} MICROSECOND",
-            self.cfg.stale_after_ms * 1000
-        );
-        let list = stmt(&stale);
-        let kill_naive = stmt("UPDATE import_queue.tasks SET state = 'killed', updated_at = NOW(6) WHERE id = :id");
-        let kill_guarded = stmt(&format!(
-            "UPDATE import_queue.tasks SET state = 'killed', updated_at = NOW(6) WHERE id = :id AND state = 'running' \
-             AND heartbeat_at < NOW(6) - INTERVAL {} MICROSECOND",
-            self.cfg.stale_after_ms * 1000
-        ));
+        let st = Statements::new(&self.cfg);
+        let (list, kill_naive, kill_guarded) = (&st.stale, &st.kill_naive, &st.kill_guarded);
         while !self.stop.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(self.cfg.reaper_period_ms)).await;
             let ids =
-                self.tier.query_all_u64(&list, &[Some(Value::Str(mode.as_str().into()))]).await.unwrap_or_default();
+                self.tier.query_all_u64(list, &[Some(Value::Str(mode.as_str().into()))]).await.unwrap_or_default();
             for id in ids {
                 if self.cfg.reaper_gap_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(self.cfg.reaper_gap_ms)).await;
                 }
                 let k = match mode {
-                    Mode::Naive => &kill_naive,
-                    Mode::Guarded => &kill_guarded,
+                    Mode::Naive => kill_naive,
+                    Mode::Guarded => kill_guarded,
                 };
                 self.req("queue_reap", k, &[Some(Value::Int(id as i64))]).await;
             }

@@ -191,11 +191,14 @@ pub struct ChecksCfg {
     pub checksum: bool,
     /// Checksum chunks (10k rows) per second at most.
     pub checksum_chunks_per_s: f64,
+    /// Promote a replica that differs from its primary anyway (a what-if);
+    /// by default the drill stops before the switchover, failed.
+    pub promote_anyway: bool,
 }
 
 impl Default for ChecksCfg {
     fn default() -> Self {
-        ChecksCfg { checksum: true, checksum_chunks_per_s: 50.0 }
+        ChecksCfg { checksum: true, checksum_chunks_per_s: 50.0, promote_anyway: false }
     }
 }
 

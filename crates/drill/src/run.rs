@@ -19,6 +19,19 @@ use std::time::{Duration, Instant};
 
 use crate::config::{DrillConfig, Durations};
 
+/// The drill stopped itself on a finding (a replica that differs from its
+/// primary is not promoted): a failed verdict, not a failure of the tool.
+#[derive(Debug)]
+pub struct Stopped(pub String);
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Stopped {}
+
 /// What a finished (or interrupted) drill leaves.
 pub struct Outcome {
     /// The report, as written.
@@ -49,6 +62,7 @@ struct State {
     steps: Vec<Step>,
     switchover: Switchover,
     digests: Vec<(String, Vec<Digest>)>,
+    names: digests::Namer,
     lint: Vec<coldswap_checker::report::Lint>,
     storage: serde_json::Value,
     warmup: serde_json::Value,
@@ -119,6 +133,7 @@ pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outc
         steps: Vec::new(),
         switchover: Switchover::default(),
         digests: Vec::new(),
+        names: digests::Namer::default(),
         lint: Vec::new(),
         storage: serde_json::Value::Null,
         warmup: serde_json::Value::Null,
@@ -208,9 +223,10 @@ async fn drive(st: &mut State) -> Result<()> {
                 block_bytes: ccfg.block_bytes(),
                 concurrency: ccfg.concurrency,
             },
+            cfg.load.background.as_deref(),
         )
         .await?;
-        for l in st.lint.iter().filter(|l| l.full_scan) {
+        for l in st.lint.iter().filter(|l| l.full_scan && l.runs) {
             tracing::warn!(
                 "lint: {} is a full scan of {} (est. {:.1} s on a cold volume)",
                 l.transaction,
@@ -218,6 +234,17 @@ async fn drive(st: &mut State) -> Result<()> {
                 l.est_cold_cost_ms / 1000.0
             );
         }
+        coldswap_sql::close(c).await;
+        // The server's own digest of every statement the run sends, so its
+        // heaviest statements are tied to their transactions whatever their shape.
+        let probes = digest_probes(&st.mix, &gens, cfg.queue.enabled.then_some(&cfg.queue));
+        let (learned, missed) =
+            digests::learn(&cluster.admin_options(p), &st.mix.database, &probes, cfg.api.protocol).await?;
+        for m in &missed {
+            tracing::info!("digest not learned, matched by text instead: {m}");
+        }
+        st.names = digests::Namer::new(learned, Some(st.mix.clone()));
+        let mut c = cluster.admin(p).await?;
         digests::reset(&mut c).await?;
         coldswap_sql::close(c).await;
     }
@@ -258,12 +285,33 @@ async fn drive(st: &mut State) -> Result<()> {
             &["api", "import_queue"],
             cfg.checks.checksum_chunks_per_s,
         ))
-        .await?;
+        .await;
         step(&mut st.steps, "checksum", t);
-        if !c.consistent {
-            tracing::warn!("primary and replica differ in {} chunks: {}", c.mismatched.len(), c.mismatched.join(", "));
+        match c {
+            Ok(c) => {
+                st.checksum = Some(serde_json::to_value(&c)?);
+                if !c.consistent {
+                    let what = format!(
+                        "the replica differs from its primary in {} of {} checksum chunks ({})",
+                        c.mismatched.len(),
+                        c.chunks,
+                        c.mismatched.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                    );
+                    if !cfg.checks.promote_anyway {
+                        return Err(Stopped(format!(
+                            "{what}: not promoting it (checks.promote_anyway = true or --promote-anyway rehearses the switchover anyway)"
+                        ))
+                        .into());
+                    }
+                    tracing::warn!("{what}; promoting anyway, as configured");
+                }
+            }
+            Err(e) if e.downcast_ref::<signals::Interrupted>().is_some() => return Err(e),
+            Err(e) => {
+                tracing::warn!("the checksum could not run: {e:#}");
+                st.checksum = Some(serde_json::json!({"checked": false, "error": format!("{e:#}")}));
+            }
         }
-        st.checksum = Some(serde_json::to_value(&c)?);
     }
     let cluster = st.cluster.as_mut().unwrap();
     // Wait for the replica (on its own, warm volume) before the switchover.
@@ -439,11 +487,37 @@ async fn wait_for_lag(cluster: &Cluster, r: usize, max_lag: f64, limit: Duration
     }
 }
 
+/// Every statement the run sends, with values drawn as the load draws
+/// them: the mix's transactions and background jobs, and the queue
+/// workload's statements when it runs.
+fn digest_probes(
+    mix: &coldswap_client::Mix,
+    gens: &coldswap_client::gen::Generators,
+    queue: Option<&coldswap_client::queue::QueueConfig>,
+) -> Vec<digests::Probe> {
+    let mut rng = coldswap_client::gen::Rng::new(7);
+    let mut out = Vec::new();
+    let all =
+        mix.transactions.iter().map(|t| (&t.name, &t.steps)).chain(mix.background.iter().map(|b| (&b.name, &b.steps)));
+    for (name, steps) in all {
+        for s in steps {
+            out.push(digests::Probe { name: name.clone(), stmt: s.clone(), vals: gens.draw(&mut rng, &s.params) });
+        }
+    }
+    if let Some(q) = queue {
+        let st = coldswap_client::queue::Statements::new(q);
+        for (name, s, vals) in st.named() {
+            out.push(digests::Probe { name: name.to_string(), stmt: s.clone(), vals });
+        }
+    }
+    out
+}
+
 async fn collect_digests(st: &mut State, phase: &str, node: usize) {
     let Some(cluster) = st.cluster.as_ref() else { return };
     match cluster.admin(node).await {
         Ok(mut c) => {
-            match digests::top(&mut c, &[st.mix.database.as_str()], Some(&st.mix), 10).await {
+            match digests::top(&mut c, &[st.mix.database.as_str()], &st.names, 10).await {
                 Ok(d) => st.digests.push((phase.to_string(), d)),
                 Err(e) => tracing::warn!("cannot read statement digests for {phase}: {e:#}"),
             }
@@ -477,40 +551,57 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
     if let Some(c) = &st.cluster {
         st.nodes = c.node_infos().iter().filter_map(|n| serde_json::to_value(n).ok()).collect();
     }
-    // Invariants (issue 8 adds the ledger and status checks here).
+    // Invariants: every one the drill runs is recorded, checked or not.
+    let mut inv = serde_json::Map::new();
+    let not_checked = |why: String| serde_json::json!({"checked": false, "error": why});
     if body.is_ok() {
         if let Some(c) = &st.cluster {
             let view = crate::invariants::StateView { cluster: c, database: &st.mix.database };
-            let mut inv = serde_json::Map::new();
-            match crate::invariants::ledger(&view, &run).await {
-                Ok(v) => {
-                    inv.insert("ledger".into(), v);
+            let v = match crate::invariants::ledger(&view, &run).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!("the write ledger could not be checked: {e:#}");
+                    not_checked(format!("{e:#}"))
                 }
-                Err(e) => tracing::warn!("the write ledger could not be checked: {e:#}"),
-            }
+            };
+            inv.insert("ledger".into(), v);
             if let Some(q) = &st.queue {
-                if let Ok(p) = c.primary_index() {
-                    let s = c.secrets();
-                    let n = c.node(p);
-                    let opts = coldswap_sql::tcp_options(&n.host, n.port, &s.app_user, &s.app_password);
-                    match coldswap_client::queue::anomalies(&opts, &q.told).await {
-                        Ok(v) => {
-                            inv.insert("status".into(), v);
+                let v = match c.primary_index() {
+                    Ok(p) => {
+                        let s = c.secrets();
+                        let n = c.node(p);
+                        let opts = coldswap_sql::tcp_options(&n.host, n.port, &s.app_user, &s.app_password);
+                        match coldswap_client::queue::anomalies(&opts, &q.told).await {
+                            Ok(v) => v,
+                            Err(e) => {
+                                tracing::warn!("task states could not be checked: {e:#}");
+                                not_checked(format!("{e:#}"))
+                            }
                         }
-                        Err(e) => tracing::warn!("task states could not be checked: {e:#}"),
                     }
-                }
+                    Err(e) => not_checked(format!("{e:#}")),
+                };
+                inv.insert("status".into(), v);
             }
-            st.invariants = serde_json::Value::Object(inv);
+        }
+    } else {
+        // The drill stopped first: the checks it would have made are named, not passed.
+        let why = "the drill stopped before it could check this".to_string();
+        inv.insert("ledger".into(), not_checked(why.clone()));
+        if st.cfg.queue.enabled {
+            inv.insert("status".into(), not_checked(why.clone()));
         }
     }
-    if let Some(c) = &st.checksum {
-        if let serde_json::Value::Object(m) = &mut st.invariants {
-            m.insert("checksum".into(), c.clone());
-        } else {
-            st.invariants = serde_json::json!({ "checksum": c });
+    match &st.checksum {
+        Some(c) => {
+            inv.insert("checksum".into(), c.clone());
         }
+        None if st.cfg.checks.checksum => {
+            inv.insert("checksum".into(), not_checked("the drill stopped before the checksum ran".into()));
+        }
+        None => {}
     }
+    st.invariants = serde_json::Value::Object(inv);
     let mut report = Report {
         coldswap_version: env!("CARGO_PKG_VERSION").to_string(),
         complete: body.is_ok(),
@@ -536,6 +627,7 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
         lint: st.lint.clone(),
         kill_switch: None,
         thresholds: vec![],
+        invariant_results: vec![],
         invariants: st.invariants.clone(),
         timeline: run.timeline.clone(),
         events: run.events.clone(),
@@ -570,7 +662,8 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
     report.compute_comparison();
     report.compute_heaviest();
     report.thresholds = thresholds::evaluate(&report, &st.cfg.thresholds);
-    report.verdict = thresholds::verdict(&report);
+    report.invariant_results = thresholds::invariants(&report, &st.cfg.thresholds);
+    report.verdict = thresholds::verdict(&report, &st.cfg.thresholds);
     let write = coldswap_checker::write_all(&report, &st.dir);
     // Teardown, whatever happened.
     let mut teardown_err = None;
@@ -589,8 +682,10 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
     if let Some(e) = teardown_err {
         tracing::warn!("teardown: {e:#}");
     }
+    let stopped = body.as_ref().err().map(|e| e.downcast_ref::<Stopped>().is_some()).unwrap_or(false);
     let exit_code = match (interrupted, &body) {
         (Some(sig), _) => signals::exit_code(sig),
+        (None, Err(_)) if stopped => 3,
         (None, Err(_)) => 1,
         (None, Ok(())) if report.verdict.passed => 0,
         _ => 3,
