@@ -197,3 +197,62 @@ async fn a_missing_table_fails_before_any_load() {
     cluster.down(false).await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A rare transaction's arrivals across 64 users at the drill's rate
+/// (1000 req/s, open model) disperse like independent arrivals: per-second
+/// counts with a variance about their mean and no second where most users
+/// send it at once (goose's weighted round robin sent every user through
+/// the same order, so all 64 sent the rare one within milliseconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rare_transaction_arrives_independently_across_users() {
+    let dir = test_dir("load-rare");
+    let mut opts = UpOptions::new(dir.join("run"), FROM);
+    opts.buffer_pool_mb = 32;
+    let (cluster, _) = Cluster::up(opts).await.expect("cluster up");
+    let p = cluster.primary_index().unwrap();
+    let mix = coldswap_client::run::load_mix(&repo().join("crates/cli/tests/mixes/rare.toml")).unwrap();
+    let rec = Arc::new(Recorder::new());
+    let secs = 24u64;
+    let cfg = LoadConfig {
+        users: 64,
+        model: coldswap_client::Model::Open { rate_per_s: 1000.0 },
+        duration: Some(Duration::from_secs(secs + 2)),
+        ..Default::default()
+    };
+    let load = Arc::new(Load::prepare(mix, cluster.app_options(p), cfg, rec.clone()).await.expect("prepare"));
+    // One phase per second: a request counts in the second it arrived in.
+    rec.phase("warmup");
+    let l2 = load.clone();
+    let task = tokio::spawn(async move { l2.run().await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for s in 0..secs {
+        rec.phase(&format!("s{s}"));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    rec.phase("end");
+    load.stop();
+    task.await.unwrap().expect("load");
+    let res = rec.snapshot();
+    let counts: Vec<f64> = (0..secs)
+        .map(|s| res.phase(&format!("s{s}")).and_then(|p| p.txn("rare")).map(|t| t.count as f64).unwrap_or(0.0))
+        .collect();
+    let all: f64 =
+        (0..secs).map(|s| res.phase(&format!("s{s}")).map(|p| p.total_requests().0 as f64).unwrap_or(0.0)).sum::<f64>()
+            / secs as f64;
+    let mean = counts.iter().sum::<f64>() / counts.len() as f64;
+    let var = counts.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / (counts.len() - 1) as f64;
+    let max = counts.iter().cloned().fold(0.0, f64::max);
+    eprintln!(
+        "rare arrivals per second: {counts:?}; mean {mean:.2}, variance {var:.2}, max {max}; all requests {all:.0}/s"
+    );
+    // About 1 in 100 of ~1000/s.
+    assert!(all > 800.0, "the load ran at {all:.0} req/s");
+    assert!((5.0..=15.0).contains(&mean), "mean {mean:.2}");
+    // Independent arrivals: Poisson-like dispersion (a deck per user makes it
+    // a little tighter); lockstep would put ~64 in a second and 0 in others.
+    assert!(var / mean < 2.5, "variance {var:.2} over mean {mean:.2}: bursts");
+    assert!(max < 32.0 && max < mean * 3.0 + 5.0, "a second with {max} rare arrivals: users in lockstep");
+    cluster.down(false).await.unwrap();
+    assert_nothing_left(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -149,6 +149,46 @@ struct UserState {
     rng: Rng,
     next: Option<Instant>,
     interval: Duration,
+    deck: Deck,
+}
+
+/// A user's order of transactions: each cycle holds every transaction as
+/// many times as its weight, drawn in a random order from the user's own
+/// generator. Weights hold exactly per cycle, and no two users walk the
+/// same order (goose's weighted round robin sent every user through the
+/// same sequence in lockstep: a rare transaction arrived from all users at
+/// once, once a cycle).
+#[derive(Debug, Clone)]
+pub struct Deck {
+    weights: Vec<u32>,
+    left: Vec<u32>,
+    total_left: u64,
+}
+
+impl Deck {
+    /// A full deck for these weights (at least one must be positive).
+    pub fn new(weights: Vec<u32>) -> Deck {
+        let total_left = weights.iter().map(|w| *w as u64).sum();
+        Deck { left: weights.clone(), weights, total_left }
+    }
+
+    /// The next transaction's index.
+    pub fn draw(&mut self, rng: &mut Rng) -> usize {
+        if self.total_left == 0 {
+            self.left = self.weights.clone();
+            self.total_left = self.weights.iter().map(|w| *w as u64).sum();
+        }
+        let mut r = rng.below(self.total_left.max(1));
+        for (i, n) in self.left.iter_mut().enumerate() {
+            if r < *n as u64 {
+                *n -= 1;
+                self.total_left -= 1;
+                return i;
+            }
+            r -= *n as u64;
+        }
+        0
+    }
 }
 
 /// A mix checked against its target, ready to run.
@@ -315,6 +355,7 @@ impl Load {
                     rng: Rng::new(ctx.cfg.seed.wrapping_mul(1_000_003) ^ i),
                     next: None,
                     interval: Duration::ZERO,
+                    deck: Deck::new(ctx.mix.transactions.iter().map(|t| t.weight).collect()),
                 };
                 if let Model::Open { rate_per_s } = ctx.cfg.model {
                     // This shard's share of the rate, spread evenly over its users.
@@ -329,16 +370,20 @@ impl Load {
             })
         });
         scenario = scenario.register_transaction(Transaction::new(on_start).set_name("start").set_on_start());
-        for (i, t) in ctx.mix.transactions.iter().enumerate() {
-            let c = ctx.clone();
-            let f: TransactionFunction = Arc::new(move |user| {
-                let ctx = c.clone();
-                Box::pin(async move { run_transaction(&ctx, i, user).await })
-            });
-            scenario = scenario.register_transaction(
-                Transaction::new(f).set_name(&t.name).set_weight(t.weight as usize).map_err(|e| anyhow!("{e}"))?,
-            );
-        }
+        // One goose transaction: each request is the next card of the user's own deck.
+        let c = ctx.clone();
+        let f: TransactionFunction = Arc::new(move |user| {
+            let ctx = c.clone();
+            Box::pin(async move {
+                let i = {
+                    let st = user.get_session_data_mut::<UserState>().expect("user state set at start");
+                    let UserState { rng, deck, .. } = st;
+                    deck.draw(rng)
+                };
+                run_transaction(&ctx, i, user).await
+            })
+        });
+        scenario = scenario.register_transaction(Transaction::new(f).set_name("request"));
         let mut config = goose::config::GooseConfiguration::default();
         // goose wants a host URL; it only parses it. No credentials in it:
         // goose prints it in its reports.
@@ -534,4 +579,33 @@ async fn background_loop(ctx: Arc<Ctx>, j: usize, node: u32, needs: Vec<usize>) 
 /// Load a mix file with a one-line error.
 pub fn load_mix(path: &std::path::Path) -> Result<Mix> {
     Mix::load(path).map_err(|e| anyhow!(e))
+}
+
+#[cfg(test)]
+mod deck_tests {
+    use super::*;
+
+    #[test]
+    fn a_deck_honours_weights_per_cycle_and_users_differ() {
+        let weights = vec![900, 10, 1];
+        let mut a = Deck::new(weights.clone());
+        let mut rng = Rng::new(1);
+        let mut counts = [0u32; 3];
+        let mut order_a = Vec::new();
+        for _ in 0..911 * 3 {
+            let i = a.draw(&mut rng);
+            counts[i] += 1;
+            order_a.push(i);
+        }
+        assert_eq!(counts, [2700, 30, 3]);
+        // Another user (another seed) draws another order, with the same counts.
+        let mut b = Deck::new(weights);
+        let mut rng = Rng::new(2);
+        let order_b: Vec<usize> = (0..911).map(|_| b.draw(&mut rng)).collect();
+        assert_ne!(order_a[..911], order_b[..]);
+        assert_eq!(order_b.iter().filter(|i| **i == 2).count(), 1);
+        // The rare card sits at different places in different users' cycles.
+        let pos = |o: &[usize]| o.iter().position(|i| *i == 2).unwrap();
+        assert_ne!(pos(&order_a[..911]), pos(&order_b));
+    }
 }

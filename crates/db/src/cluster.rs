@@ -523,15 +523,16 @@ impl Cluster {
         let d = self.state.nodes[i].dialect();
         let s = &self.secrets;
         let b = self.state.backend.get();
+        let host = b.user_host().await?;
         let mut c = b.root_conn(&self.state.nodes[i], s).await?;
         let mut stmts = vec!["SET SESSION sql_log_bin=0".to_string()];
         stmts.extend(b.bootstrap_sql());
         for (user, pw, grants) in [
-            (&s.admin_user, &s.admin_password, d.admin_grants(&s.admin_user, "%")),
-            (&s.repl_user, &s.repl_password, d.repl_grants(&s.repl_user, "%")),
-            (&s.app_user, &s.app_password, d.app_grants(&s.app_user, "%")),
+            (&s.admin_user, &s.admin_password, d.admin_grants(&s.admin_user, &host)),
+            (&s.repl_user, &s.repl_password, d.repl_grants(&s.repl_user, &host)),
+            (&s.app_user, &s.app_password, d.app_grants(&s.app_user, &host)),
         ] {
-            stmts.push(d.create_user(user, "%", pw));
+            stmts.push(d.create_user(user, &host, pw));
             stmts.extend(grants);
         }
         stmts.push("SET SESSION sql_log_bin=1".into());

@@ -208,6 +208,16 @@ pub fn server_flags(node: &NodeState, read_only: bool) -> Vec<String> {
     node.server_flags(read_only)
 }
 
+/// `172.19.0.0/16` as a user host both flavors read: `172.19.0.0/255.255.0.0`.
+pub fn netmask_host(cidr: &str) -> Option<String> {
+    let (ip, bits) = cidr.split_once('/')?;
+    let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+    let bits: u32 = bits.parse().ok().filter(|b| *b <= 32)?;
+    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+    let net = std::net::Ipv4Addr::from(u32::from(ip) & mask);
+    Some(format!("{net}/{}", std::net::Ipv4Addr::from(mask)))
+}
+
 /// Container and volume names of a node of a run.
 pub fn names(run_id: &str, node: &str) -> (String, String) {
     (format!("{run_id}-{node}"), format!("{run_id}-{node}-data"))
@@ -616,6 +626,22 @@ impl Backend for ContainerBackend {
             .with_context(|| format!("cannot connect to {} as root", n.name))
     }
 
+    async fn user_host(&self) -> Result<String> {
+        // Clients reach the servers through the network's gateway (the
+        // published loopback ports), replicas from the other container:
+        // both inside the cluster's private network.
+        let cidr = docker_async(vec![
+            "network".into(),
+            "inspect".into(),
+            "--format".into(),
+            "{{range .IPAM.Config}}{{.Subnet}} {{end}}".into(),
+            self.network.clone(),
+        ])
+        .await?;
+        let v4 = cidr.split_whitespace().find(|c| c.contains('.')).unwrap_or("");
+        netmask_host(v4).ok_or_else(|| anyhow!("network {} has no IPv4 subnet ('{cidr}')", self.network))
+    }
+
     async fn swap_binaries(&self, n: &mut NodeState, software: Software) -> Result<()> {
         if !matches!(software, Software::Image(_)) {
             return Err(wrong_backend(n, BackendKind::Container));
@@ -825,6 +851,14 @@ mod tests {
         assert!(p.env.is_empty());
         assert_eq!(p.upgrade_tool, Some("mariadb-upgrade"));
         assert_eq!(profile(Flavor::MySQL, Version(9, 7, 4), true).upgrade_tool, None);
+    }
+
+    #[test]
+    fn subnets_become_netmask_hosts() {
+        assert_eq!(netmask_host("172.19.0.0/16").as_deref(), Some("172.19.0.0/255.255.0.0"));
+        assert_eq!(netmask_host("10.1.2.3/24").as_deref(), Some("10.1.2.0/255.255.255.0"));
+        assert_eq!(netmask_host("fd00::/64"), None);
+        assert_eq!(netmask_host("nonsense"), None);
     }
 
     #[test]

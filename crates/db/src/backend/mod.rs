@@ -300,6 +300,10 @@ pub trait Backend: Send + Sync {
         Vec::new()
     }
 
+    /// The host part of coldswap's users: where clients and replicas
+    /// connect from, as narrow as the backend allows (never `%`).
+    async fn user_host(&self) -> Result<String>;
+
     /// Put `software` under a stopped node's datadir (an in-place upgrade).
     async fn swap_binaries(&self, node: &mut NodeState, software: Software) -> Result<()>;
 

@@ -343,6 +343,11 @@ impl Backend for ProcessBackend {
             .with_context(|| format!("cannot connect to {} as root over its socket", node.name))
     }
 
+    async fn user_host(&self) -> Result<String> {
+        // Servers listen on 127.0.0.1 only, with --skip-name-resolve.
+        Ok("127.0.0.1".into())
+    }
+
     fn bootstrap_sql(&self) -> Vec<String> {
         // Password-less root over TCP would let anything on this host in;
         // root keeps its socket only.
