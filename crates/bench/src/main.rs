@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 mod cold;
-mod load;
+pub mod load;
 mod seed;
 
 #[derive(Parser)]
@@ -28,20 +28,53 @@ struct Args {
     cold_scale: f64,
 }
 
+/// A directory of the owner's only (mode 0700), removed on drop: where
+/// credentials for peers (sysbench) are written.
+pub struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    /// A fresh one under the system's temp dir.
+    pub fn new(what: &str) -> Result<PrivateDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let p = std::env::temp_dir().join(format!("coldswap-bench-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::DirBuilder::new().mode(0o700).create(&p).with_context(|| format!("cannot create {}", p.display()))?;
+        Ok(PrivateDir(p))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// One figure, as the issues define it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Figure {
+    /// The figure's name (a contract: target/bench/results.json).
     pub name: String,
+    /// Its unit.
     pub unit: String,
+    /// Our value.
     pub ours: f64,
     /// The peer measured beside us ("" when there is none).
     pub peer: String,
+    /// The peer's value.
     pub peer_value: Option<f64>,
+    /// ours / peer.
     pub ratio: Option<f64>,
-    /// The goal, in words and as a check.
+    /// The goal, in words ("none" for an informational figure).
     pub goal: String,
-    pub goal_met: bool,
-    /// How it was measured.
+    /// Whether the goal was met; None for a figure without a goal (it
+    /// claims nothing).
+    pub goal_met: Option<bool>,
+    /// How it was measured (fixed before the result is seen).
     pub method: String,
 }
 
@@ -89,7 +122,11 @@ fn write(out: &std::path::Path, new: Vec<Figure>) -> Result<()> {
             f.peer_value.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into()),
             f.ratio.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into()),
             f.goal,
-            if f.goal_met { "met" } else { "NOT MET" }
+            match f.goal_met {
+                Some(true) => "met",
+                Some(false) => "NOT MET",
+                None => "no goal",
+            }
         );
     }
     println!("written to {}", path.display());

@@ -172,24 +172,30 @@ async fn a_switchover_that_cannot_catch_up_rolls_back_to_the_old_primary() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A run dir on a 48 MiB tmpfs: the datadir cannot be created. One clear
-/// line, a non-zero exit, nothing left running or mounted by us.
+/// A disk that fills while seeding: the run dir on a 700 MiB tmpfs, enough
+/// for the cluster (the free-space check passes) but not for the data. The
+/// server's own error reaches the user in one line, a non-zero exit; the
+/// cluster still comes down and nothing is left running. Needs root to
+/// mount the tmpfs: skipped otherwise, but required under CI
+/// (COLDSWAP_REQUIRE_FAULTS=1, set by .ci/run).
 #[test]
-fn a_full_disk_under_the_run_dir_is_a_clear_error() {
+fn a_disk_that_fills_while_seeding_gives_the_servers_error() {
     let dir = test_dir("fulldisk");
     let small = dir.join("small");
     std::fs::create_dir_all(&small).unwrap();
     let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=700m", "tmpfs"])
         .arg(&small)
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
     if !mounted {
         if std::env::var("COLDSWAP_REQUIRE_FAULTS").as_deref() == Ok("1") {
-            panic!("cannot mount a small tmpfs (needs root)");
+            panic!("cannot mount a small tmpfs (needs root), and COLDSWAP_REQUIRE_FAULTS=1");
         }
-        eprintln!("SKIPPED a_full_disk_under_the_run_dir_is_a_clear_error: cannot mount a small tmpfs (needs root)");
+        eprintln!(
+            "SKIPPED a_disk_that_fills_while_seeding_gives_the_servers_error: cannot mount a small tmpfs (needs root)"
+        );
         return;
     }
     struct Unmount(PathBuf);
@@ -200,16 +206,55 @@ fn a_full_disk_under_the_run_dir_is_a_clear_error() {
     }
     let _guard = Unmount(small.clone());
     let run = small.join("run");
-    let (code, out, err) = cli(&["cluster", "up", "--run-dir", run.to_str().unwrap(), "--from", FROM], &dir);
-    assert_ne!(code, 0, "cluster up on a full disk succeeded: {out}");
+    let r = run.to_str().unwrap();
+    let (code, out, err) = cli(&["cluster", "up", "--run-dir", r, "--buffer-pool-mb", "32", "--from", FROM], &dir);
+    assert_eq!(code, 0, "the cluster fits: {out}{err}");
+    let (code, out, err) = cli(&["seed", "--run-dir", r, "--scale", "0.5"], &dir);
+    assert_ne!(code, 0, "seeding 0.5 into a 700 MiB disk succeeded: {out}");
     let line = last_line(&err);
-    assert!(line.contains("no space"), "{err}");
-    assert_eq!(err.trim().lines().filter(|l| l.starts_with("coldswap:") || l.starts_with("error")).count(), 1, "{err}");
-    assert!(servers_under(&dir).is_empty(), "servers left");
+    // The server's words (MariaDB: error 1114, "The table ... is full"), not our pre-check.
     assert!(
-        !run.exists() || std::fs::read_dir(&run).map(|mut d| d.next().is_none()).unwrap_or(true),
-        "run dir left behind"
+        line.starts_with("coldswap: error: ") && (line.contains("is full") || line.contains("No space left")),
+        "{err}"
     );
+    assert!(!line.contains("no space for a cluster"), "{err}");
+    assert_eq!(err.trim().lines().filter(|l| l.starts_with("coldswap:")).count(), 1, "{err}");
+    // The cluster comes down on a full disk, and nothing is left.
+    let (code, _, err) = cli(&["cluster", "down", "--run-dir", r], &dir);
+    assert_eq!(code, 0, "{err}");
+    assert!(servers_under(&dir).is_empty(), "servers left");
+    assert!(!run.exists(), "run dir left behind");
     drop(_guard);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Too little space for the cluster at all: refused before anything is
+/// created, in one line.
+#[test]
+fn no_room_for_a_cluster_is_refused_before_anything_starts() {
+    let dir = test_dir("noroom");
+    let small = dir.join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        if std::env::var("COLDSWAP_REQUIRE_FAULTS").as_deref() == Ok("1") {
+            panic!("cannot mount a small tmpfs (needs root), and COLDSWAP_REQUIRE_FAULTS=1");
+        }
+        eprintln!(
+            "SKIPPED no_room_for_a_cluster_is_refused_before_anything_starts: cannot mount a small tmpfs (needs root)"
+        );
+        return;
+    }
+    let run = small.join("run");
+    let (code, out, err) = cli(&["cluster", "up", "--run-dir", run.to_str().unwrap(), "--from", FROM], &dir);
+    let _ = std::process::Command::new("umount").arg(&small).status();
+    assert_ne!(code, 0, "cluster up on a full disk succeeded: {out}");
+    assert!(last_line(&err).contains("no space for a cluster"), "{err}");
+    assert!(servers_under(&dir).is_empty(), "servers left");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,8 +5,10 @@
 //! dependency-free.
 //!
 //! ```text
-//! <state dir>/counters          4 KiB, mmap'ed MAP_SHARED: control + counters
-//! <state dir>/bitmaps/<f>.bits  1 MiB sparse bitmap per datadir file; bit = block is warm
+//! <state dir>/counters           4 KiB, mmap'ed MAP_SHARED: control + counters
+//! <state dir>/bitmaps/<f>.bits   1 MiB sparse bitmap per datadir file; bit = block is warm
+//! <state dir>/bitmaps/<f>.claim  likewise; bit = a fetch of the block has started
+//! <state dir>/bitmaps/<f>.size   the file's size at the restore (decimal), written once
 //! ```
 
 #![allow(dead_code)]
@@ -14,7 +16,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 pub const MAGIC: u64 = 0x434f_4c44_5357_4150; // "COLDSWAP"
-pub const VERSION: u64 = 1;
+pub const VERSION: u64 = 2;
 pub const COUNTERS_FILE: &str = "counters";
 pub const BITMAP_DIR: &str = "bitmaps";
 pub const COUNTERS_BYTES: usize = 4096;
@@ -71,6 +73,15 @@ pub struct Shared {
     /// Processes that attached to this state (servers, warmers).
     pub attaches: AtomicU64,
     pub last_pid: AtomicU64,
+    // version 2
+    /// Readers that found the block's fetch in flight and waited for it.
+    pub inflight_waits: AtomicU64,
+    /// Time those readers waited, ns.
+    pub inflight_wait_ns: AtomicU64,
+    /// Fetches made by writes (a partial write to a cold block).
+    pub write_fetches: AtomicU64,
+    /// Blocks past a file's size at the restore (new space): warm from the start.
+    pub new_blocks: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Shared>() <= COUNTERS_BYTES);
@@ -80,6 +91,12 @@ pub fn bitmap_name(rel: &str) -> String {
     let mut s = rel.trim_start_matches('/').replace('@', "@@").replace('/', "@");
     s.push_str(".bits");
     s
+}
+
+/// Name of a file's companion (`claim`, `size`) beside its bitmap.
+pub fn companion_name(rel: &str, ext: &str) -> String {
+    let b = bitmap_name(rel);
+    format!("{}.{ext}", b.trim_end_matches(".bits"))
 }
 
 /// Latency of the first touch of block `block` of a file: fixed, or spread

@@ -15,6 +15,15 @@
 //!
 //! How many first-touch fetches proceed at once is a volume-wide limit (a
 //! futex in the shared block, across every process attached to the state).
+//!
+//! What a lazily loaded volume does, and so what this does:
+//! * a block is fetched once: a reader that finds its fetch in flight waits
+//!   for that fetch (it does not read the block for free);
+//! * a write that covers a whole cold block needs nothing of the old block:
+//!   it is warm without a fetch; a write to part of a cold block must merge
+//!   with the old contents, so the block is fetched first, as for a read;
+//! * space past a file's size at the restore (and files created after it)
+//!   was never in the snapshot: warm from the start.
 
 #![warn(missing_docs)]
 #![allow(clippy::missing_safety_doc)]
@@ -32,9 +41,21 @@ type PreadFn = unsafe extern "C" fn(c_int, *mut c_void, size_t, off_t) -> ssize_
 type PwriteFn = unsafe extern "C" fn(c_int, *const c_void, size_t, off_t) -> ssize_t;
 
 struct FileMap {
+    /// Warm blocks.
     bits: *mut AtomicU64,
+    /// Blocks whose fetch has started (by any process).
+    claims: *mut AtomicU64,
     words: usize,
     hash: u64,
+    /// Blocks of the file at the restore; later blocks are new space.
+    restored_blocks: u64,
+}
+
+/// What touching a block came to.
+enum Touch {
+    Warm,
+    Fetched,
+    Waited,
 }
 
 // The bitmap is a MAP_SHARED mapping that lives as long as the process.
@@ -42,22 +63,66 @@ unsafe impl Send for FileMap {}
 unsafe impl Sync for FileMap {}
 
 impl FileMap {
-    fn word(&self, block: u64) -> Option<(&AtomicU64, u64)> {
+    fn word(&self, map: *mut AtomicU64, block: u64) -> Option<(&AtomicU64, u64)> {
         let w = (block / 64) as usize;
         if w >= self.words {
             return None;
         }
         // SAFETY: w < words, inside the mapping.
-        Some((unsafe { &*self.bits.add(w) }, 1u64 << (block % 64)))
+        Some((unsafe { &*map.add(w) }, 1u64 << (block % 64)))
     }
 
-    /// Claim a block: true if it was cold (the caller pays the fetch).
+    /// Whether a block is warm (blocks past the bitmap count as warm).
+    fn is_warm(&self, block: u64) -> bool {
+        self.word(self.bits, block).map(|(w, bit)| w.load(Acquire) & bit != 0).unwrap_or(true)
+    }
+
+    /// Mark a block warm; true if it was not.
+    fn set_warm(&self, block: u64) -> bool {
+        let Some((w, bit)) = self.word(self.bits, block) else { return false };
+        let was = w.fetch_or(bit, AcqRel) & bit == 0;
+        // Wake readers waiting on this block's fetch (futex on the 32-bit
+        // half of the word holding the bit; the mapping is shared).
+        let half = (w as *const AtomicU64 as *const u32).wrapping_add(((block % 64) / 32) as usize);
+        // SAFETY: FUTEX_WAKE on an aligned word inside the shared mapping.
+        unsafe {
+            libc::syscall(libc::SYS_futex, half, libc::FUTEX_WAKE, i32::MAX);
+        }
+        was
+    }
+
+    /// Claim a block's fetch: true if nobody had (the caller fetches).
     fn claim(&self, block: u64, shared: &Shared) -> bool {
-        match self.word(block) {
+        match self.word(self.claims, block) {
             Some((w, bit)) => w.fetch_or(bit, AcqRel) & bit == 0,
             None => {
                 shared.overflow_blocks.fetch_add(1, Relaxed);
                 false
+            }
+        }
+    }
+
+    /// Wait until another reader's fetch of `block` makes it warm, at most
+    /// `limit_ns` (a fetcher killed mid-fetch never finishes it).
+    fn wait_warm(&self, block: u64, limit_ns: i64) {
+        let Some((w, bit)) = self.word(self.bits, block) else { return };
+        let half = (w as *const AtomicU64 as *const u32).wrapping_add(((block % 64) / 32) as usize);
+        let deadline = now_ns() + limit_ns;
+        while w.load(Acquire) & bit == 0 {
+            let left = deadline - now_ns();
+            if left <= 0 {
+                self.set_warm(block);
+                return;
+            }
+            // SAFETY: reading the aligned half-word we wait on.
+            let seen = unsafe { (*(half as *const std::sync::atomic::AtomicU32)).load(Acquire) };
+            if w.load(Acquire) & bit != 0 {
+                return;
+            }
+            let ts = libc::timespec { tv_sec: 0, tv_nsec: left.min(5_000_000) as _ };
+            // SAFETY: futex wait on the shared word, woken by set_warm.
+            unsafe {
+                libc::syscall(libc::SYS_futex, half, libc::FUTEX_WAIT, seen, &ts);
             }
         }
     }
@@ -180,15 +245,25 @@ fn state() -> Option<&'static State> {
 }
 
 impl State {
-    fn file_for_path(&self, path: &str) -> Option<Arc<FileMap>> {
+    /// The bitmaps of a file under the root; `size` is its size now, taken
+    /// as its size at the restore when this is the first look at it since.
+    fn file_for_path(&self, path: &str, size: u64) -> Option<Arc<FileMap>> {
         let rel = path.strip_prefix(&self.root)?;
         if !rel.starts_with('/') {
             return None;
         }
-        let bm = format!("{}/{BITMAP_DIR}/{}", self.state_dir, bitmap_name(rel));
-        // SAFETY: mapping our own bitmap file.
-        let p = unsafe { map_file(&bm, BITMAP_BYTES)? };
-        Some(Arc::new(FileMap { bits: p as *mut AtomicU64, words: BITMAP_BYTES / 8, hash: fnv1a(rel.as_bytes()) }))
+        let dir = format!("{}/{BITMAP_DIR}", self.state_dir);
+        // SAFETY: mapping our own bitmap files.
+        let bits = unsafe { map_file(&format!("{dir}/{}", bitmap_name(rel)), BITMAP_BYTES)? };
+        let claims = unsafe { map_file(&format!("{dir}/{}", companion_name(rel, "claim")), BITMAP_BYTES)? };
+        let restored = restored_size(&format!("{dir}/{}", companion_name(rel, "size")), size);
+        Some(Arc::new(FileMap {
+            bits: bits as *mut AtomicU64,
+            claims: claims as *mut AtomicU64,
+            words: BITMAP_BYTES / 8,
+            hash: fnv1a(rel.as_bytes()),
+            restored_blocks: restored.div_ceil(self.block.max(1)),
+        }))
     }
 
     fn lookup(&self, fd: c_int) -> Option<Arc<FileMap>> {
@@ -202,7 +277,7 @@ impl State {
             return v.clone();
         }
         let path = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
-        let v = self.file_for_path(&path.to_string_lossy());
+        let v = self.file_for_path(&path.to_string_lossy(), st.st_size as u64);
         self.files.write().ok()?.insert(key, v.clone());
         v
     }
@@ -264,6 +339,43 @@ impl State {
         self.shared.wait_ns.fetch_add((end - start).max(0) as u64, Relaxed);
     }
 
+    /// Touch one block for reading (or merging a partial write): warm,
+    /// fetched by us, or waited for while another reader fetched it.
+    fn touch(&self, fm: &FileMap, b: u64) -> Touch {
+        let sh = self.shared;
+        if fm.is_warm(b) {
+            return Touch::Warm;
+        }
+        if b >= fm.restored_blocks {
+            // New space: never in the snapshot.
+            if fm.set_warm(b) {
+                sh.new_blocks.fetch_add(1, Relaxed);
+            }
+            return Touch::Warm;
+        }
+        if fm.claim(b, sh) {
+            if sh.enabled.load(Relaxed) != 0 {
+                self.acquire();
+                let (mn, mx) = (sh.latency_min_us.load(Relaxed), sh.latency_max_us.load(Relaxed));
+                self.delay(latency_us(mn, mx, fm.hash, b));
+                self.release();
+            }
+            fm.set_warm(b);
+            return Touch::Fetched;
+        }
+        if fm.is_warm(b) {
+            return Touch::Warm;
+        }
+        // Another reader's fetch is in flight: wait for it, as a reader of a
+        // block being loaded does. Bounded, should that reader have died.
+        let start = now_ns();
+        let limit = (sh.latency_max_us.load(Relaxed) as i64 * 1000) * 4 + 2_000_000_000;
+        fm.wait_warm(b, limit);
+        sh.inflight_waits.fetch_add(1, Relaxed);
+        sh.inflight_wait_ns.fetch_add((now_ns() - start).max(0) as u64, Relaxed);
+        Touch::Waited
+    }
+
     fn on_read(&self, fd: c_int, count: size_t, off: off_t) {
         let sh = self.shared;
         if count == 0 || off < 0 {
@@ -275,45 +387,66 @@ impl State {
         };
         sh.matched_reads.fetch_add(1, Relaxed);
         sh.bytes_read.fetch_add(count as u64, Relaxed);
-        let enabled = sh.enabled.load(Relaxed) != 0;
         let first = off as u64 / self.block;
         let last = (off as u64 + count as u64 - 1) / self.block;
-        let mut cold = 0;
+        let (mut fetched, mut waited) = (0, 0);
         for b in first..=last {
-            if fm.claim(b, sh) {
-                cold += 1;
-                if enabled {
-                    self.acquire();
-                    let (mn, mx) = (sh.latency_min_us.load(Relaxed), sh.latency_max_us.load(Relaxed));
-                    self.delay(latency_us(mn, mx, fm.hash, b));
-                    self.release();
-                }
+            match self.touch(&fm, b) {
+                Touch::Warm => {}
+                Touch::Fetched => fetched += 1,
+                Touch::Waited => waited += 1,
             }
         }
-        if cold == 0 {
+        if fetched + waited == 0 {
             sh.warm_reads.fetch_add(1, Relaxed);
         } else {
             sh.cold_reads.fetch_add(1, Relaxed);
-            sh.cold_blocks.fetch_add(cold, Relaxed);
+            sh.cold_blocks.fetch_add(fetched, Relaxed);
         }
     }
 
+    /// Before a write: a whole cold block is overwritten with nothing to
+    /// fetch; part of a cold block is fetched first (the volume merges it).
     fn on_write(&self, fd: c_int, count: size_t, off: off_t) {
         if count == 0 || off < 0 {
             return;
         }
         let Some(fm) = self.lookup(fd) else { return };
-        let first = off as u64 / self.block;
-        let last = (off as u64 + count as u64 - 1) / self.block;
-        let mut n = 0;
+        let sh = self.shared;
+        let (start, end) = (off as u64, off as u64 + count as u64);
+        let first = start / self.block;
+        let last = (end - 1) / self.block;
         for b in first..=last {
-            if fm.claim(b, self.shared) {
-                n += 1;
+            let whole = start <= b * self.block && (b + 1) * self.block <= end;
+            if whole {
+                fm.claim(b, sh);
+                if fm.set_warm(b) {
+                    sh.written_blocks.fetch_add(1, Relaxed);
+                }
+            } else if let Touch::Fetched = self.touch(&fm, b) {
+                sh.cold_blocks.fetch_add(1, Relaxed);
+                sh.write_fetches.fetch_add(1, Relaxed);
             }
         }
-        if n > 0 {
-            self.shared.written_blocks.fetch_add(n, Relaxed);
+    }
+}
+
+/// A file's size at the restore, from its `.size` companion; the first
+/// process to look at the file since the restore writes `now` there.
+fn restored_size(path: &str, now: u64) -> u64 {
+    if let Ok(t) = std::fs::read_to_string(path) {
+        if let Ok(v) = t.trim().parse::<u64>() {
+            return v;
         }
+    }
+    use std::io::Write;
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(mut f) => {
+            let _ = f.write_all(now.to_string().as_bytes());
+            now
+        }
+        // Another process wrote it first: read theirs.
+        Err(_) => std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(now),
     }
 }
 
@@ -337,7 +470,7 @@ fn hydrator() {
         let mut files = Vec::new();
         walk(std::path::Path::new(&st.root), &mut files);
         for (path, size) in files {
-            let Some(fm) = st.file_for_path(&path) else { continue };
+            let Some(fm) = st.file_for_path(&path, size) else { continue };
             let blocks = size.div_ceil(st.block);
             for b in 0..blocks {
                 let rate = st.shared.hydrate_bytes_per_s.load(Relaxed);
@@ -345,6 +478,7 @@ fn hydrator() {
                     break;
                 }
                 if fm.claim(b, st.shared) {
+                    fm.set_warm(b);
                     st.shared.hydrated_blocks.fetch_add(1, Relaxed);
                     let ns = st.block.saturating_mul(1_000_000_000) / rate.max(1);
                     std::thread::sleep(std::time::Duration::from_nanos(ns));
@@ -377,13 +511,10 @@ unsafe fn do_pread(sixty_four: bool, fd: c_int, buf: *mut c_void, count: size_t,
 
 #[inline]
 unsafe fn do_pwrite(sixty_four: bool, fd: c_int, buf: *const c_void, count: size_t, off: off_t) -> ssize_t {
-    let r = real_pwrite(sixty_four)(fd, buf, count, off);
-    if r > 0 {
-        if let Some(st) = state() {
-            st.on_write(fd, r as size_t, off);
-        }
+    if let Some(st) = state() {
+        st.on_write(fd, count, off);
     }
-    r
+    real_pwrite(sixty_four)(fd, buf, count, off)
 }
 
 /// `pread(2)`, with the first touch of a cold block delayed.
@@ -398,13 +529,13 @@ pub unsafe extern "C" fn pread64(fd: c_int, buf: *mut c_void, count: size_t, off
     do_pread(true, fd, buf, count, off)
 }
 
-/// `pwrite(2)`: written blocks count as warm.
+/// `pwrite(2)`: a whole cold block is written without a fetch, part of one after its fetch.
 #[no_mangle]
 pub unsafe extern "C" fn pwrite(fd: c_int, buf: *const c_void, count: size_t, off: off_t) -> ssize_t {
     do_pwrite(false, fd, buf, count, off)
 }
 
-/// `pwrite64(2)`: written blocks count as warm.
+/// `pwrite64(2)`: a whole cold block is written without a fetch, part of one after its fetch.
 #[no_mangle]
 pub unsafe extern "C" fn pwrite64(fd: c_int, buf: *const c_void, count: size_t, off: off_t) -> ssize_t {
     do_pwrite(true, fd, buf, count, off)

@@ -149,6 +149,18 @@ pub struct Counters {
     pub bytes_read: u64,
     /// Processes that attached to this state.
     pub attaches: u64,
+    /// Readers that found a block's fetch in flight and waited for it.
+    #[serde(default)]
+    pub inflight_waits: u64,
+    /// Time they waited, seconds.
+    #[serde(default)]
+    pub inflight_wait_seconds: f64,
+    /// Fetches made by partial writes to cold blocks.
+    #[serde(default)]
+    pub write_fetches: u64,
+    /// Blocks past a file's size at the restore (new space, warm from the start).
+    #[serde(default)]
+    pub new_blocks: u64,
 }
 
 impl Counters {
@@ -165,6 +177,10 @@ impl Counters {
         d.hydrated_blocks -= before.hydrated_blocks.min(d.hydrated_blocks);
         d.unmatched_reads -= before.unmatched_reads.min(d.unmatched_reads);
         d.bytes_read -= before.bytes_read.min(d.bytes_read);
+        d.inflight_waits -= before.inflight_waits.min(d.inflight_waits);
+        d.inflight_wait_seconds = (d.inflight_wait_seconds - before.inflight_wait_seconds).max(0.0);
+        d.write_fetches -= before.write_fetches.min(d.write_fetches);
+        d.new_blocks -= before.new_blocks.min(d.new_blocks);
         d
     }
 }
@@ -214,7 +230,8 @@ impl Volume {
         let p = map(&dir.join(COUNTERS_FILE), COUNTERS_BYTES)?;
         let v = Volume { dir: dir.to_path_buf(), shared: p as *mut Shared };
         let s = v.shared();
-        if s.magic.load(Acquire) != MAGIC {
+        let fresh = s.magic.load(Acquire) != MAGIC || s.version.load(Acquire) != VERSION;
+        if fresh {
             s.version.store(VERSION, Relaxed);
             s.enabled.store(1, Relaxed);
             s.magic.store(MAGIC, Release);
@@ -225,8 +242,8 @@ impl Volume {
         s.latency_max_us.store(cfg.latency_max_us, Relaxed);
         s.concurrency.store(cfg.concurrency, Relaxed);
         s.hydrate_bytes_per_s.store((cfg.hydrate_mib_s * 1048576.0) as u64, Relaxed);
-        if old_block != 0 && old_block != cfg.block_bytes() {
-            // Bitmaps count blocks of the old size: start from a fresh restore.
+        if fresh || (old_block != 0 && old_block != cfg.block_bytes()) {
+            // Bitmaps of another layout or block size: start from a fresh restore.
             v.reset()?;
         }
         Ok(v)
@@ -272,6 +289,10 @@ impl Volume {
             unmatched_reads: s.unmatched_reads.load(Relaxed),
             bytes_read: s.bytes_read.load(Relaxed),
             attaches: s.attaches.load(Relaxed),
+            inflight_waits: s.inflight_waits.load(Relaxed),
+            inflight_wait_seconds: s.inflight_wait_ns.load(Relaxed) as f64 / 1e9,
+            write_fetches: s.write_fetches.load(Relaxed),
+            new_blocks: s.new_blocks.load(Relaxed),
         }
     }
 
@@ -296,14 +317,25 @@ impl Volume {
             &s.unmatched_reads,
             &s.bytes_read,
             &s.overflow_blocks,
+            &s.inflight_waits,
+            &s.inflight_wait_ns,
+            &s.write_fetches,
+            &s.new_blocks,
         ] {
             c.store(0, Relaxed);
         }
         s.max_inflight.store(0, Relaxed);
+        // Every block cold and unclaimed; sizes at the restore are read
+        // again when the server first looks at each file.
         let bm = self.dir.join(BITMAP_DIR);
         if let Ok(rd) = std::fs::read_dir(&bm) {
             for e in rd.flatten() {
-                punch(&e.path())?;
+                let p = e.path();
+                if p.extension().map(|x| x == "size").unwrap_or(false) {
+                    std::fs::remove_file(&p)?;
+                } else {
+                    punch(&p)?;
+                }
             }
         }
         Ok(())
