@@ -2,8 +2,6 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -96,18 +94,7 @@ fn bad_input_gets_one_clear_line() {
 fn a_killed_run_is_cleaned_by_the_next_one() {
     let dir = test_dir("sigkill");
     let run_dir = dir.join("fg");
-    let mut child = Command::new(bin())
-        .args(["cluster", "up", "--foreground", "--buffer-pool-mb", "32", "--run-dir"])
-        .arg(&run_dir)
-        .current_dir(&dir)
-        .env("COLDSWAP_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until it reports the cluster up.
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    assert!(first.starts_with("up"), "{first}");
+    let mut child = foreground(&run_dir, &dir);
     let deadline = Instant::now() + Duration::from_secs(30);
     while servers_under(&run_dir).len() < 2 {
         assert!(Instant::now() < deadline);
@@ -129,16 +116,7 @@ fn a_killed_run_is_cleaned_by_the_next_one() {
 fn foreground_cluster_stops_on_sigterm() {
     let dir = test_dir("sigterm");
     let run_dir = dir.join("fg");
-    let mut child = Command::new(bin())
-        .args(["cluster", "up", "--foreground", "--buffer-pool-mb", "32", "--run-dir"])
-        .arg(&run_dir)
-        .current_dir(&dir)
-        .env("COLDSWAP_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let _ = lines.next().unwrap().unwrap();
+    let mut child = foreground(&run_dir, &dir);
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let st = child.wait().unwrap();
     assert_eq!(st.code(), Some(143));

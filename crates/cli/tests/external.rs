@@ -113,3 +113,32 @@ fn remote_servers_need_an_explicit_opt_in() {
     assert!(last_line(&err).contains("bad.toml:2"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A hook that outlives its timeout is killed with everything it started
+/// (its process group), not only its shell.
+#[test]
+fn a_hook_that_times_out_is_killed_with_its_children() {
+    let dir = test_dir("external-hook-timeout");
+    let marker = format!("31{}", std::process::id() % 10000);
+    std::fs::write(
+        dir.join("external.toml"),
+        format!(
+            "[primary]\naddress = \"127.0.0.1:9\"\n[replica]\naddress = \"127.0.0.1:10\"\n[credentials]\nuser = \"u\"\npassword_env = \"STAGING_PW\"\n\
+             [hooks]\nupgrade = \"sleep {marker} & sleep {marker}; echo never\"\ntimeout_s = 1\n"
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = ext(&["external", "upgrade"], &dir, "pw");
+    assert_ne!(code, 0);
+    assert!(last_line(&err).contains("did not finish within 1 s") && err.contains("killed"), "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("sleep ") && c.contains(&marker))
+        .collect();
+    assert!(left.is_empty(), "the hook's children outlived it: {left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -172,6 +172,38 @@ async fn a_switchover_that_cannot_catch_up_rolls_back_to_the_old_primary() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A tmpfs of `size` mounted at `dir/small` for one test, unmounted on
+/// drop; None (the test says it is skipped) where it cannot be mounted,
+/// which fails instead under COLDSWAP_REQUIRE_FAULTS=1 (CI runs as root).
+struct Small(PathBuf);
+
+impl Small {
+    fn mount(dir: &std::path::Path, size: &str, test: &str) -> Option<Small> {
+        let small = dir.join("small");
+        std::fs::create_dir_all(&small).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&small)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            return Some(Small(small));
+        }
+        if std::env::var("COLDSWAP_REQUIRE_FAULTS").as_deref() == Ok("1") {
+            panic!("{test}: cannot mount a small tmpfs (needs root), and COLDSWAP_REQUIRE_FAULTS=1");
+        }
+        eprintln!("SKIPPED {test}: cannot mount a small tmpfs (needs root)");
+        None
+    }
+}
+
+impl Drop for Small {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// A disk that fills while seeding: the run dir on a 700 MiB tmpfs, enough
 /// for the cluster (the free-space check passes) but not for the data. The
 /// server's own error reaches the user in one line, a non-zero exit; the
@@ -181,31 +213,10 @@ async fn a_switchover_that_cannot_catch_up_rolls_back_to_the_old_primary() {
 #[test]
 fn a_disk_that_fills_while_seeding_gives_the_servers_error() {
     let dir = test_dir("fulldisk");
-    let small = dir.join("small");
-    std::fs::create_dir_all(&small).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=700m", "tmpfs"])
-        .arg(&small)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !mounted {
-        if std::env::var("COLDSWAP_REQUIRE_FAULTS").as_deref() == Ok("1") {
-            panic!("cannot mount a small tmpfs (needs root), and COLDSWAP_REQUIRE_FAULTS=1");
-        }
-        eprintln!(
-            "SKIPPED a_disk_that_fills_while_seeding_gives_the_servers_error: cannot mount a small tmpfs (needs root)"
-        );
+    let Some(small) = Small::mount(&dir, "700m", "a_disk_that_fills_while_seeding_gives_the_servers_error") else {
         return;
-    }
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(small.clone());
-    let run = small.join("run");
+    };
+    let run = small.0.join("run");
     let r = run.to_str().unwrap();
     let (code, out, err) = cli(&["cluster", "up", "--run-dir", r, "--buffer-pool-mb", "32", "--from", FROM], &dir);
     assert_eq!(code, 0, "the cluster fits: {out}{err}");
@@ -224,7 +235,7 @@ fn a_disk_that_fills_while_seeding_gives_the_servers_error() {
     assert_eq!(code, 0, "{err}");
     assert!(servers_under(&dir).is_empty(), "servers left");
     assert!(!run.exists(), "run dir left behind");
-    drop(_guard);
+    drop(small);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -233,26 +244,12 @@ fn a_disk_that_fills_while_seeding_gives_the_servers_error() {
 #[test]
 fn no_room_for_a_cluster_is_refused_before_anything_starts() {
     let dir = test_dir("noroom");
-    let small = dir.join("small");
-    std::fs::create_dir_all(&small).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"])
-        .arg(&small)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !mounted {
-        if std::env::var("COLDSWAP_REQUIRE_FAULTS").as_deref() == Ok("1") {
-            panic!("cannot mount a small tmpfs (needs root), and COLDSWAP_REQUIRE_FAULTS=1");
-        }
-        eprintln!(
-            "SKIPPED no_room_for_a_cluster_is_refused_before_anything_starts: cannot mount a small tmpfs (needs root)"
-        );
+    let Some(small) = Small::mount(&dir, "48m", "no_room_for_a_cluster_is_refused_before_anything_starts") else {
         return;
-    }
-    let run = small.join("run");
+    };
+    let run = small.0.join("run");
     let (code, out, err) = cli(&["cluster", "up", "--run-dir", run.to_str().unwrap(), "--from", FROM], &dir);
-    let _ = std::process::Command::new("umount").arg(&small).status();
+    drop(small);
     assert_ne!(code, 0, "cluster up on a full disk succeeded: {out}");
     assert!(last_line(&err).contains("no space for a cluster"), "{err}");
     assert!(servers_under(&dir).is_empty(), "servers left");

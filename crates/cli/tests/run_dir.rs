@@ -7,9 +7,7 @@ mod common;
 use common::*;
 
 use coldswap_db::{Cluster, UpOptions};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const MINE: &str = "notes-of-the-operator.txt";
@@ -24,24 +22,6 @@ fn assert_only_mine_left(run_dir: &Path) {
         std::fs::read_dir(run_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
     assert_eq!(left, vec![MINE.to_string()], "coldswap left files of its own");
     assert!(servers_under(run_dir).is_empty());
-}
-
-/// `cluster up --foreground`, up; its stdout is drained in the background
-/// (a closed pipe would make its later prints fail).
-fn foreground(run_dir: &Path, cwd: &Path) -> std::process::Child {
-    let mut child = Command::new(bin())
-        .args(["cluster", "up", "--foreground", "--buffer-pool-mb", "32", "--run-dir"])
-        .arg(run_dir)
-        .current_dir(cwd)
-        .env("COLDSWAP_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    assert!(first.starts_with("up"), "{first}");
-    std::thread::spawn(move || for _ in lines {});
-    child
 }
 
 #[test]

@@ -52,6 +52,26 @@ pub fn servers_under(dir: &Path) -> Vec<u32> {
     v
 }
 
+/// `coldswap cluster up --foreground` in `run_dir`, returned once it says
+/// the cluster is up; its stdout is drained in the background (a closed
+/// pipe would make its later prints fail).
+pub fn foreground(run_dir: &Path, cwd: &Path) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(bin())
+        .args(["cluster", "up", "--foreground", "--buffer-pool-mb", "32", "--run-dir"])
+        .arg(run_dir)
+        .current_dir(cwd)
+        .env("COLDSWAP_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("up"), "{first}");
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
 /// The last non-empty stderr line (the CLI's one-line error).
 pub fn last_line(s: &str) -> String {
     s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string()
