@@ -103,7 +103,8 @@ async fn swapping_the_endpoint_keeps_the_run_going() {
     let rec = Arc::new(Recorder::new());
     let cfg = LoadConfig {
         users: 8,
-        duration: Some(Duration::from_secs(11)),
+        // Until stopped: the swap takes as long as it takes.
+        duration: None,
         tier: TierConfig { pool_size: 8, ..Default::default() },
         background: Some(vec![]),
         ..Default::default()
@@ -129,6 +130,8 @@ async fn swapping_the_endpoint_keeps_the_run_going() {
     // Keep the old connections' errors visible: a second of the new primary.
     tokio::time::sleep(Duration::from_secs(1)).await;
     rec.phase("after");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    load.stop();
     running.await.unwrap().expect("the run survives the swap");
     let res = rec.snapshot();
     let before = res.phase("before").unwrap();

@@ -340,7 +340,6 @@ impl Load {
     /// Ask a running load to stop (it returns from [`Load::run`] soon after).
     pub fn stop(&self) {
         self.ctx.controls.stop.store(true, Ordering::SeqCst);
-        goose::trigger_killswitch("coldswap: load stopped");
     }
 
     async fn run_goose(&self) -> Result<()> {
@@ -406,18 +405,21 @@ impl Load {
         config.no_scenario_metrics = true;
         config.no_status_codes = true;
         config.no_percentiles_over_time = true;
-        goose::reset_killswitch();
+        // goose's killswitch is one per process and goose clears it when an
+        // attack starts: wait for loads still stopping to end first, then
+        // join the loads the killswitch would stop.
+        let _attack = attacks::join(ctx.controls.clone()).await;
         if coldswap_signals::received().is_some() {
             bail!(coldswap_signals::Interrupted(coldswap_signals::received().unwrap()));
         }
         let attack = GooseAttack::initialize_with_config(config).map_err(|e| anyhow!("goose: {e:?}"))?;
-        let stop_ctx = ctx.clone();
         let watcher = tokio::spawn(async move {
-            // Our stop flag and our signals reach goose through its killswitch.
+            // Our stop flag and our signals reach goose through its killswitch,
+            // pulled only once every load in the process is stopping (a
+            // load that stops early idles until then; see `transaction`).
             loop {
-                if stop_ctx.controls.stopping() || coldswap_signals::received().is_some() {
+                if attacks::all_stopping() || coldswap_signals::received().is_some() {
                     goose::trigger_killswitch("coldswap: stop");
-                    break;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -607,5 +609,45 @@ mod deck_tests {
         // The rare card sits at different places in different users' cycles.
         let pos = |o: &[usize]| o.iter().position(|i| *i == 2).unwrap();
         assert_ne!(pos(&order_a[..911]), pos(&order_b));
+    }
+}
+
+/// The goose attacks running in this process. goose's killswitch stops them
+/// all, so it is pulled only when all of them are stopping, and an attack
+/// starts (which clears the killswitch) only once none is stopping.
+mod attacks {
+    use super::Controls;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    static RUNNING: Mutex<Vec<Arc<Controls>>> = Mutex::new(Vec::new());
+
+    /// Membership for the life of one attack.
+    pub(super) struct Member(Arc<Controls>);
+
+    impl Drop for Member {
+        fn drop(&mut self) {
+            RUNNING.lock().unwrap_or_else(|e| e.into_inner()).retain(|c| !Arc::ptr_eq(c, &self.0));
+        }
+    }
+
+    /// Join once no running attack is stopping; clears the killswitch.
+    pub(super) async fn join(controls: Arc<Controls>) -> Member {
+        loop {
+            {
+                let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+                if running.iter().all(|c| !c.stopping()) {
+                    goose::reset_killswitch();
+                    running.push(controls.clone());
+                    return Member(controls);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every attack in the process is stopping.
+    pub(super) fn all_stopping() -> bool {
+        RUNNING.lock().unwrap_or_else(|e| e.into_inner()).iter().all(|c| c.stopping())
     }
 }
