@@ -145,6 +145,7 @@ mod tests {
             errors: Default::default(),
             error_rate: err,
             throughput_per_s: 10.0,
+            first_ms: None,
             p50_ms: p99 / 2.0,
             p90_ms: p99,
             p95_ms: p99,

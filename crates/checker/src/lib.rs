@@ -7,6 +7,7 @@
 //! * [`render`]: report.md, a self-contained report.html, JUnit XML.
 //! * [`compare`]: two reports, per-transaction deltas and regressions.
 //! * [`merge`]: shard results merged exactly (HDR histograms added).
+//! * [`warmth`]: time to warm after the switchover, from the timeline.
 //!
 //! Used alone, on reports written earlier:
 //!
@@ -32,6 +33,7 @@ pub mod merge;
 pub mod render;
 pub mod report;
 pub mod thresholds;
+pub mod warmth;
 
 pub use report::Report;
 pub use thresholds::Thresholds;

@@ -192,6 +192,9 @@ pub async fn lint(
                         explain: plan,
                         error: None,
                         runs,
+                        measured_first_cold_ms: None,
+                        measured_over_predicted: None,
+                        prediction_note: String::new(),
                     });
                 }
                 Err(e) => out.push(Lint {
@@ -204,6 +207,9 @@ pub async fn lint(
                     explain: vec![],
                     error: Some(sql::describe(&e)),
                     runs,
+                    measured_first_cold_ms: None,
+                    measured_over_predicted: None,
+                    prediction_note: String::new(),
                 }),
             }
         }

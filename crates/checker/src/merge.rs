@@ -84,8 +84,21 @@ pub fn merge(results: &[RunResult]) -> Result<RunResult> {
                 p50_ms: 0.0,
                 p99_ms: 0.0,
                 max_ms: 0.0,
+                by_txn: Default::default(),
             });
             e.count += s.count;
+            // Per transaction: counts add; a shard's p99 bounds the merged
+            // one from below, so the merged second shows the worst shard's.
+            for (name, t) in &s.by_txn {
+                let m = e.by_txn.entry(name.clone()).or_insert(coldswap_client::stats::TxnSecond {
+                    count: 0,
+                    errors: 0,
+                    p99_ms: 0.0,
+                });
+                m.count += t.count;
+                m.errors += t.errors;
+                m.p99_ms = m.p99_ms.max(t.p99_ms);
+            }
             e.errors += s.errors;
             for (k, v) in &s.errors_by_class {
                 *e.errors_by_class.entry(k.clone()).or_insert(0) += v;

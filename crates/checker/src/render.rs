@@ -122,6 +122,26 @@ pub fn markdown(r: &Report) -> String {
             l.scanned_tables.join(", ")
         );
     }
+    if let Some(w) = &r.time_to_warm {
+        let _ = writeln!(
+            s,
+            "\n## Time to warm\n\n{}; {} of {} requests failed before ({:.2}% of a 30-day {}% error budget).\n\n| transaction | warm after | target p99 | failed before |\n|---|---:|---:|---:|",
+            w.overall.summary,
+            w.overall.failed_before,
+            w.overall.requests_before,
+            w.overall.error_budget_burned_pct,
+            w.cfg.slo_availability_pct
+        );
+        for (name, t) in &w.transactions {
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {:.1} ms | {} |",
+                t.seconds.map(|x| format!("{x:.0} s")).unwrap_or_else(|| format!("not within {:.0} s", t.observed_s)),
+                t.target_p99_ms,
+                t.failed_before
+            );
+        }
+    }
     let _ = writeln!(s, "\n## Phases\n");
     for p in &r.phases {
         phase_md(&mut s, p);
@@ -418,6 +438,49 @@ pub fn html(r: &Report) -> String {
     s.push_str(&panel(r, "Throughput: successful API requests per second", &thr, "#2f6bd8", false, "req/s"));
     s.push_str(&panel(r, "p99 latency of API requests, per second", &p99, "#7b3fb8", true, "ms, log"));
     s.push_str(&panel(r, "Failed API requests per second", &err, "#c0392b", false, "req/s"));
+    let share: Vec<(f64, f64)> = r
+        .storage
+        .get("warm_share")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|p| Some((p.get(0)?.as_f64()? - 0.5, p.get(1)?.as_f64()? * 100.0))).collect())
+        .unwrap_or_default();
+    if !share.is_empty() {
+        s.push_str(&panel(
+            r,
+            "Share of the new primary's volume warm (fetched, written or new since the restore)",
+            &share,
+            "#2e8b57",
+            false,
+            "%",
+        ));
+    }
+    if let Some(w) = &r.time_to_warm {
+        let _ = write!(
+            s,
+            "<h2>Time to warm</h2><p><b>{}</b>; {} of {} requests failed before ({:.2}% of a 30-day {}% error budget at the baseline's rate). The baseline is {}; {}. Marked <i>warm</i> on the timeline.</p>",
+            esc(&w.overall.summary),
+            w.overall.failed_before,
+            w.overall.requests_before,
+            w.overall.error_budget_burned_pct,
+            w.cfg.slo_availability_pct,
+            esc(&w.reference),
+            esc(&w.cfg.describe())
+        );
+        s.push_str("<table><tr><th class=\"l\">transaction</th><th>warm after</th><th>target p99</th><th>failed before</th><th class=\"l\"></th></tr>");
+        for (name, t) in &w.transactions {
+            let _ = write!(
+                s,
+                "<tr><td class=\"l\">{}</td><td class=\"{}\">{}</td><td>{:.1} ms</td><td>{}</td><td class=\"l muted\">{}</td></tr>",
+                esc(name),
+                if t.seconds.is_none() { "bad" } else { "" },
+                t.seconds.map(|x| format!("{x:.0} s")).unwrap_or_else(|| format!("not within {:.0} s", t.observed_s)),
+                t.target_p99_ms,
+                t.failed_before,
+                esc(&t.summary)
+            );
+        }
+        s.push_str("</table>");
+    }
 
     // Cold vs warm
     let _ = write!(s, "<h2>Cold against warm</h2><div class=\"legend muted\"><span><i class=\"sw\" style=\"background:#9db9d9\"></i>baseline (old primary, warm)</span><span><i class=\"sw\" style=\"background:#2f6bd8\"></i>cold (new primary)</span><span><i class=\"sw\" style=\"background:#f0a030\"></i>warm (after warm-up)</span></div>");

@@ -99,6 +99,9 @@ pub struct TxnRow {
     pub p999_ms: f64,
     /// Slowest request, ms.
     pub max_ms: f64,
+    /// Latency of the phase's first request, ms (cold: before anything is warm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_ms: Option<f64>,
     /// A few error messages, as the server sent them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub error_samples: Vec<String>,
@@ -123,6 +126,7 @@ impl From<&TxnResult> for TxnRow {
             p99_ms: t.p99_ms,
             p999_ms: t.p999_ms,
             max_ms: t.max_ms,
+            first_ms: t.first_ms,
             error_samples: t.error_samples.clone(),
             histogram: t.histogram.clone(),
         }
@@ -281,6 +285,15 @@ pub struct Lint {
     /// is linted, but not counted against the run).
     #[serde(default = "yes")]
     pub runs: bool,
+    /// The first cold execution measured for it, ms (a full scan's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_first_cold_ms: Option<f64>,
+    /// measured_first_cold_ms / est_cold_cost_ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_over_predicted: Option<f64>,
+    /// Why measured and predicted disagree, when they do.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prediction_note: String,
 }
 
 /// One rule of `[thresholds]` and its outcome (`thresholds[]`).
@@ -398,6 +411,9 @@ pub struct Report {
     /// Every invariant and its outcome.
     #[serde(default)]
     pub invariant_results: Vec<InvariantResult>,
+    /// How long after the switchover the API was warm again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_warm: Option<crate::warmth::TimeToWarm>,
     /// Checks of the data after the drill: checksums, write ledger, task states.
     #[serde(default)]
     pub invariants: serde_json::Value,

@@ -23,6 +23,9 @@ pub struct Thresholds {
     pub lost_writes: Option<u64>,
     /// Tasks whose final state contradicts what their worker was told.
     pub status_anomalies: Option<u64>,
+    /// Seconds from the switchover until the API is warm again ([warmth]);
+    /// "not warm" within the cold phase fails it.
+    pub time_to_warm_s: Option<f64>,
     /// Transactions with fewer requests than this in a phase are not compared.
     pub min_samples: u64,
 }
@@ -37,6 +40,7 @@ impl Default for Thresholds {
             full_scans: None,
             lost_writes: Some(0),
             status_anomalies: None,
+            time_to_warm_s: None,
             min_samples: 20,
         }
     }
@@ -50,6 +54,7 @@ impl Thresholds {
             ("cold_error_rate_pct", self.cold_error_rate_pct),
             ("unavailable_s", self.unavailable_s),
             ("heaviest_hitter_share_pct", self.heaviest_hitter_share_pct),
+            ("time_to_warm_s", self.time_to_warm_s),
         ] {
             if let Some(v) = v {
                 if !v.is_finite() || v < 0.0 {
@@ -178,6 +183,19 @@ pub fn evaluate(r: &Report, t: &Thresholds) -> Vec<Threshold> {
             }
             Some(Err(why)) => out.push(unchecked("lost_writes", limit as f64, &format!("the write ledger: {why}"))),
             None => {}
+        }
+    }
+    if let Some(limit) = t.time_to_warm_s {
+        match r.time_to_warm.as_ref() {
+            Some(w) => {
+                let o = &w.overall;
+                let (v, ok) = match o.seconds {
+                    Some(s) => (s, s <= limit),
+                    None => (o.observed_s, false),
+                };
+                out.push(rule("time_to_warm_s", v, limit, ok, o.summary.clone()));
+            }
+            None => out.push(unchecked("time_to_warm_s", limit, "the drill did not reach the cold phase")),
         }
     }
     if let Some(limit) = t.status_anomalies {
@@ -344,6 +362,23 @@ pub fn verdict(r: &Report, t: &Thresholds) -> Verdict {
     if let Some(c) = r.phase("cold") {
         findings.push(format!("Cold primary: {:.1}% of {} requests failed.", c.error_rate * 100.0, c.requests));
     }
+    if let Some(w) = &r.time_to_warm {
+        let o = &w.overall;
+        findings.push(format!(
+            "Time to warm: {}; {} of {} requests failed before ({:.2}% of a 30-day {}% error budget at this rate).",
+            o.summary, o.failed_before, o.requests_before, o.error_budget_burned_pct, w.cfg.slo_availability_pct
+        ));
+    }
+    for l in r.lint.iter().filter(|l| l.measured_first_cold_ms.is_some()) {
+        findings.push(format!(
+            "Prediction: lint estimated {} at {:.1} s on a cold volume; its first cold run took {:.1} s ({:.1}x): {}.",
+            l.transaction,
+            l.est_cold_cost_ms / 1000.0,
+            l.measured_first_cold_ms.unwrap_or(0.0) / 1000.0,
+            l.measured_over_predicted.unwrap_or(0.0),
+            l.prediction_note
+        ));
+    }
     let sw = &r.switchover;
     if sw.write_unavailable_seconds > 0.0 || sw.failed_requests > 0 {
         let restart = if sw.cold_restore_seconds > 0.0 {
@@ -424,6 +459,9 @@ mod tests {
             explain: vec![],
             error: None,
             runs: true,
+            measured_first_cold_ms: None,
+            measured_over_predicted: None,
+            prediction_note: String::new(),
         }
     }
 

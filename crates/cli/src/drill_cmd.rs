@@ -49,6 +49,10 @@ pub struct DrillArgs {
     cold: Option<String>,
     #[arg(long)]
     warm: Option<String>,
+    /// The restored volume as a named case: lazy-restore, lazy-restore-hydrating,
+    /// initialized or fast-restore (--latency and --storage-concurrency change one of its knobs).
+    #[arg(long)]
+    storage_profile: Option<String>,
     /// First-touch latency of the restored volume (1ms, 3ms..30ms).
     #[arg(long)]
     latency: Option<String>,
@@ -158,6 +162,12 @@ fn build_config(a: DrillArgs) -> Result<(DrillConfig, Option<String>)> {
     }
     if let Some(v) = a.warm {
         cfg.phases.warm = v;
+    }
+    if let Some(v) = a.storage_profile {
+        cfg.storage.profile = Some(v);
+    }
+    if a.latency.is_some() || a.storage_concurrency.is_some() {
+        cfg.storage.expand_profile()?;
     }
     if let Some(v) = a.latency {
         cfg.storage.latency = v;

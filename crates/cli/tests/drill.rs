@@ -57,6 +57,51 @@ fn settled(o: &coldswap_drill::Outcome, phase: &str) -> (f64, f64) {
     (if n == 0 { 1.0 } else { e as f64 / n as f64 }, p.get(p.len() / 2).copied().unwrap_or(f64::MAX))
 }
 
+/// The report's time to warm, checked against its own per-second timeline:
+/// the window it calls warm is (no failure, enough seconds under the
+/// target, its first among them), no window before it is, and the failures
+/// before warmth are the timeline's.
+fn check_time_to_warm(o: &coldswap_drill::Outcome) -> &coldswap_checker::warmth::Warmth {
+    let r = &o.report;
+    let w = r.time_to_warm.as_ref().expect("a time to warm");
+    let sw = r.events.iter().find(|e| e.name == "switchover").expect("a switchover event").t;
+    let end = r.phase("cold").unwrap().end_s;
+    let ov = &w.overall;
+    eprintln!("time to warm: {} ({} of {} failed before)", ov.summary, ov.failed_before, ov.requests_before);
+    assert!((ov.observed_s - (end - sw)).abs() < 1e-6, "{ov:?}");
+    let target = ov.target_p99_ms;
+    let base = r.phase("baseline").unwrap().p99_ms;
+    assert!(target >= base * w.cfg.bound && target >= base + w.cfg.floor_ms, "{target} for a {base} ms baseline");
+    let sec = |t: u64| r.timeline.iter().find(|s| s.t == t);
+    let warm = |t: u64| sec(t).map(|s| s.count > 0 && s.errors == 0 && s.p99_ms <= target).unwrap_or(false);
+    let holds = |t0: u64| {
+        let failed: u64 = (t0..t0 + w.cfg.hold_s).filter_map(sec).map(|s| s.errors).sum();
+        let good = (t0..t0 + w.cfg.hold_s).filter(|t| warm(*t)).count() as f64;
+        warm(t0) && failed == 0 && good >= w.cfg.hold_s as f64 * w.cfg.within_pct / 100.0
+    };
+    let (first, last) = (sw.ceil() as u64, end.floor() as u64);
+    let until = match ov.seconds {
+        Some(s) => {
+            let at = (sw + s).round() as u64;
+            assert_eq!(w.warm_at_t, Some(at as f64));
+            assert!(r.events.iter().any(|e| e.name == "warm" && e.t == at as f64), "no warm marker");
+            assert!(holds(at), "the window from {at} is not warm");
+            at
+        }
+        None => {
+            assert!(r.events.iter().all(|e| e.name != "warm"));
+            last + 1 - w.cfg.hold_s.min(last + 1)
+        }
+    };
+    for t0 in first..until {
+        assert!(!holds(t0), "warm already from {t0}");
+    }
+    let cut = if ov.seconds.is_some() { until } else { last };
+    let failed: u64 = r.timeline.iter().filter(|s| s.t >= first && s.t < cut).map(|s| s.errors).sum();
+    assert_eq!(ov.failed_before, failed);
+    ov
+}
+
 fn cold(o: &coldswap_drill::Outcome) -> &coldswap_checker::report::Phase {
     o.report.phase("cold").expect("a cold phase")
 }
@@ -125,6 +170,7 @@ async fn the_2017_scan_is_named_and_its_fix_does_better() {
     assert!(st["naive"]["anomalies"].as_u64().unwrap() > 0, "{st}");
     assert_eq!(st["guarded"]["anomalies"].as_u64().unwrap(), 0, "{st}");
     assert!(st["guarded"]["told_completed"].as_u64().unwrap() > 100, "{st}");
+    check_time_to_warm(&a);
 
     // The fixed dispatcher: fewer failures and a lower p99 on the cold primary.
     let b = coldswap_drill::run(scan_config(&dir, "notify_schedules_fixed"), None).await.expect("drill");
@@ -171,6 +217,9 @@ async fn the_kill_switch_brings_the_error_rate_down() {
     assert!(k.error_rate_after < k.error_rate_before, "{k:?}");
     assert!(k.recovered, "{k:?}");
     assert!(o.report.events.iter().any(|e| e.name == "kill-switch"));
+    // The failures before warmth are most of the cold phase's.
+    let w = check_time_to_warm(&o);
+    assert!(w.failed_before > 0, "{w:?}");
     assert!(servers_under(&dir).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }

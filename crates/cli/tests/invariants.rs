@@ -117,7 +117,9 @@ async fn a_replica_that_differs_fails_the_drill_before_the_switchover() {
 async fn a_deleted_acknowledged_write_is_reported_lost() {
     let _serial = SERIAL.lock().await;
     let dir = test_dir("inv-lost");
-    let drill = tokio::spawn(coldswap_drill::run(small(&dir), None));
+    let mut cfg = small(&dir);
+    cfg.thresholds.time_to_warm_s = Some(60.0);
+    let drill = tokio::spawn(coldswap_drill::run(cfg, None));
     let (c, run) = drill_cluster(&dir.join("out")).await;
     c.detach();
     // After the switchover, acknowledged writes vanish from the new primary.
@@ -140,6 +142,14 @@ async fn a_deleted_acknowledged_write_is_reported_lost() {
     assert_eq!(o.exit_code, 3);
     let junit = std::fs::read_to_string(o.dir.join("report.junit.xml")).unwrap();
     assert!(junit_case(&junit, "write_ledger").contains("<failure"), "{junit}");
+    // An 8 s cold phase cannot hold 10 s of warmth: "not warm", and the
+    // time_to_warm_s threshold fails on it rather than passing unseen.
+    let w = r.time_to_warm.as_ref().expect("time_to_warm");
+    assert_eq!(w.overall.seconds, None, "{w:?}");
+    assert!(w.overall.summary.starts_with("not warm within "), "{}", w.overall.summary);
+    let t = r.thresholds.iter().find(|t| t.rule == "time_to_warm_s").expect("time_to_warm_s evaluated");
+    assert!(t.checked && !t.passed, "{t:?}");
+    assert!(r.events.iter().all(|e| e.name != "warm"));
     assert_nothing_left(&dir);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -43,6 +43,8 @@ struct Acc {
     samples: Vec<String>,
     /// Rows returned by successful requests.
     rows: u64,
+    /// The earliest arrival recorded and its latency (us): the phase's first request.
+    first: Option<(f64, u64)>,
 }
 
 impl Acc {
@@ -56,6 +58,7 @@ impl Acc {
             errors: BTreeMap::new(),
             samples: Vec::new(),
             rows: 0,
+            first: None,
         }
     }
 }
@@ -73,6 +76,14 @@ struct Second {
     count: u64,
     errors: u64,
     by_class: BTreeMap<FailClass, u64>,
+    /// Per transaction: latencies (us) and failures of the second.
+    by_txn: BTreeMap<String, (Vec<u64>, u64)>,
+}
+
+impl Second {
+    fn new(t: u64, hist: Histogram<u64>) -> Second {
+        Second { t, hist, count: 0, errors: 0, by_class: BTreeMap::new(), by_txn: BTreeMap::new() }
+    }
 }
 
 struct Inner {
@@ -141,6 +152,20 @@ pub struct SecondSummary {
     pub p99_ms: f64,
     /// Slowest request of the second, ms.
     pub max_ms: f64,
+    /// Each transaction's requests that ended in the second.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_txn: BTreeMap<String, TxnSecond>,
+}
+
+/// One transaction in one second of the timeline.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TxnSecond {
+    /// Its requests that ended in the second.
+    pub count: u64,
+    /// Of them, failed.
+    pub errors: u64,
+    /// Their 99th percentile, ms.
+    pub p99_ms: f64,
 }
 
 /// One transaction's (or background job's) results in a phase.
@@ -178,6 +203,10 @@ pub struct TxnResult {
     pub max_ms: f64,
     /// Rows returned or changed.
     pub rows: u64,
+    /// Latency of the phase's first request (the earliest to arrive), ms:
+    /// on a cold volume, what one run costs before anything is warm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_ms: Option<f64>,
     /// First distinct error messages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub error_samples: Vec<String>,
@@ -333,6 +362,7 @@ pub fn txn_result(name: &str, kind: Kind, hist: &Histogram<u64>, tally: Tally, d
         p999_ms: q(0.999),
         max_ms: if hist.is_empty() { 0.0 } else { ms(hist.max()) },
         rows,
+        first_ms: None,
         error_samples: samples,
         histogram: encode_hist(hist),
     }
@@ -424,6 +454,9 @@ impl Recorder {
         acc.count += 1;
         acc.attempts += r.attempts as u64;
         let _ = acc.hist.record(us);
+        if acc.first.map(|(a, _)| arrived < a).unwrap_or(true) {
+            acc.first = Some((arrived, us));
+        }
         if r.ok {
             acc.ok += 1;
             acc.rows += r.rows;
@@ -446,8 +479,14 @@ impl Recorder {
             let cur = g.current.as_mut().unwrap();
             cur.count += 1;
             let _ = cur.hist.record(us);
+            if !cur.by_txn.contains_key(r.name) {
+                cur.by_txn.insert(r.name.to_string(), (Vec::new(), 0));
+            }
+            let t = cur.by_txn.get_mut(r.name).unwrap();
+            t.0.push(us);
             if !r.ok {
                 cur.errors += 1;
+                t.1 += 1;
                 *cur.by_class.entry(r.class.unwrap_or(FailClass::Other)).or_insert(0) += 1;
             }
         }
@@ -488,7 +527,8 @@ impl Recorder {
                         rows: a.rows,
                         samples: a.samples.clone(),
                     };
-                    let r = txn_result(name, a.kind, &a.hist, tally, dur);
+                    let mut r = txn_result(name, a.kind, &a.hist, tally, dur);
+                    r.first_ms = a.first.map(|(_, us)| ms(us));
                     match a.kind {
                         Kind::Transaction => transactions.push(r),
                         Kind::Background => background.push(r),
@@ -511,6 +551,16 @@ fn summary(s: &Second, phase: &str) -> SecondSummary {
         p50_ms: if s.hist.is_empty() { 0.0 } else { ms(s.hist.value_at_quantile(0.5)) },
         p99_ms: if s.hist.is_empty() { 0.0 } else { ms(s.hist.value_at_quantile(0.99)) },
         max_ms: if s.hist.is_empty() { 0.0 } else { ms(s.hist.max()) },
+        by_txn: s
+            .by_txn
+            .iter()
+            .map(|(name, (lat, errors))| {
+                let mut v = lat.clone();
+                v.sort_unstable();
+                let p99 = v.get(((v.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0);
+                (name.clone(), TxnSecond { count: v.len() as u64, errors: *errors, p99_ms: ms(p99) })
+            })
+            .collect(),
     }
 }
 
@@ -535,14 +585,15 @@ fn roll(g: &mut Inner, now: u64) {
                     p50_ms: 0.0,
                     p99_ms: 0.0,
                     max_ms: 0.0,
+                    by_txn: BTreeMap::new(),
                 });
             }
             let mut hist = c.hist;
             hist.reset();
-            g.current = Some(Second { t: now, hist, count: 0, errors: 0, by_class: BTreeMap::new() });
+            g.current = Some(Second::new(now, hist));
         }
         None => {
-            g.current = Some(Second { t: now, hist: new_sec_hist(), count: 0, errors: 0, by_class: BTreeMap::new() });
+            g.current = Some(Second::new(now, new_sec_hist()));
         }
     }
 }

@@ -66,6 +66,9 @@ impl Default for DataCfg {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageCfg {
+    /// A named volume (see [`PROFILES`]) that sets latency, concurrency and
+    /// hydration; leave those out when naming one.
+    pub profile: Option<String>,
     /// First-touch latency: fixed ("1ms") or a range ("3ms..30ms").
     pub latency: String,
     /// Volume block, KiB: the first read of each pays the latency.
@@ -76,11 +79,83 @@ pub struct StorageCfg {
     pub hydrate_mib_s: f64,
 }
 
-impl Default for StorageCfg {
-    fn default() -> Self {
-        StorageCfg { latency: "3ms..30ms".into(), block_kib: 64, concurrency: 4, hydrate_mib_s: 0.0 }
+impl StorageCfg {
+    /// The volume in words: the profile's name, or its latency.
+    pub fn describe(&self) -> String {
+        match &self.profile {
+            Some(p) => format!("profile {p}"),
+            None => self.latency.clone(),
+        }
+    }
+
+    /// Copy a named profile's knobs into the settings and drop the name, so
+    /// that a flag can change one knob of it.
+    pub fn expand_profile(&mut self) -> Result<()> {
+        if let Some(name) = self.profile.take() {
+            let p = PROFILES
+                .iter()
+                .find(|p| p.name == name)
+                .ok_or_else(|| anyhow!("storage.profile: unknown profile '{name}'"))?;
+            self.latency = p.latency.into();
+            self.concurrency = p.concurrency;
+            self.hydrate_mib_s = p.hydrate_mib_s;
+        }
+        Ok(())
     }
 }
+
+impl Default for StorageCfg {
+    fn default() -> Self {
+        StorageCfg { profile: None, latency: "3ms..30ms".into(), block_kib: 64, concurrency: 4, hydrate_mib_s: 0.0 }
+    }
+}
+
+/// A storage profile: the cloud case a user has, as the emulator's knobs.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    /// Its name in `[storage] profile`.
+    pub name: &'static str,
+    /// What it stands for.
+    pub what: &'static str,
+    /// First-touch latency.
+    pub latency: &'static str,
+    /// Fetches in flight.
+    pub concurrency: u32,
+    /// Background hydration, MiB/s.
+    pub hydrate_mib_s: f64,
+}
+
+/// The named storage profiles.
+pub const PROFILES: &[Profile] = &[
+    Profile {
+        name: "lazy-restore",
+        what: "a volume restored from a snapshot and loaded lazily (EBS without initialization; the 2017 case): 3-30 ms per first read",
+        latency: "3ms..30ms",
+        concurrency: 4,
+        hydrate_mib_s: 0.0,
+    },
+    Profile {
+        name: "lazy-restore-hydrating",
+        what: "the same with its initialization running in the background at 300 MiB/s (the top of EBS's 100-300 MiB/s)",
+        latency: "3ms..30ms",
+        concurrency: 4,
+        hydrate_mib_s: 300.0,
+    },
+    Profile {
+        name: "initialized",
+        what: "a restored volume read once end to end before use (fio or dd): no first-touch penalty left",
+        latency: "0",
+        concurrency: 4,
+        hydrate_mib_s: 0.0,
+    },
+    Profile {
+        name: "fast-restore",
+        what: "a fast-snapshot-restore volume (EBS FSR): fully performant when created",
+        latency: "0",
+        concurrency: 4,
+        hydrate_mib_s: 0.0,
+    },
+];
 
 /// `[load]`: the API-shaped load.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -234,6 +309,8 @@ pub struct DrillConfig {
     pub queue: coldswap_client::queue::QueueConfig,
     /// The rules that fail the drill.
     pub thresholds: Thresholds,
+    /// What "warm again" means for the time to warm.
+    pub warmth: coldswap_checker::warmth::WarmthCfg,
     /// `coldswap capacity`: the load steps and the SLO.
     pub capacity: CapacityCfg,
 }
@@ -255,6 +332,7 @@ impl Default for DrillConfig {
             checks: ChecksCfg::default(),
             queue: coldswap_client::queue::QueueConfig { enabled: true, ..Default::default() },
             thresholds: Thresholds::default(),
+            warmth: Default::default(),
             capacity: CapacityCfg::default(),
         }
     }
@@ -419,8 +497,25 @@ impl DrillConfig {
         if self.cluster.buffer_pool_mb < 8 {
             bail!("{}cluster.buffer_pool_mb: at least 8", at("cluster", "buffer_pool_mb"));
         }
+        if let Some(p) = &self.storage.profile {
+            if !PROFILES.iter().any(|x| x.name == p) {
+                let names: Vec<&str> = PROFILES.iter().map(|x| x.name).collect();
+                bail!("{}storage.profile: unknown profile '{p}' ({})", at("storage", "profile"), names.join(", "));
+            }
+            for k in ["latency", "concurrency", "hydrate_mib_s"] {
+                if let Some((path, text)) = source {
+                    if let Some(l) = key_line(text, "storage", k) {
+                        bail!(
+                            "{}:{l}: storage.{k}: set by profile '{p}'; name the profile or the knobs, not both",
+                            path.display()
+                        );
+                    }
+                }
+            }
+        }
         coldswap_nemesis::cold::parse_latency_spec(&self.storage.latency)
             .map_err(|e| anyhow!("{}storage.latency: {e}", at("storage", "latency")))?;
+        self.warmth.validate().map_err(|e| anyhow!("{}{e}", at("warmth", "bound")))?;
         self.cold_config()?.validate().map_err(|e| anyhow!("{}storage: {e}", at("storage", "block_kib")))?;
         if self.load.users == 0 {
             bail!("{}load.users: at least 1", at("load", "users"));
@@ -464,13 +559,23 @@ impl DrillConfig {
 
     /// The emulated volume's settings.
     pub fn cold_config(&self) -> Result<coldswap_nemesis::ColdConfig> {
-        let (lo, hi) = coldswap_nemesis::cold::parse_latency_spec(&self.storage.latency)?;
+        let (latency, concurrency, hydrate) = match self.storage.profile.as_deref() {
+            Some(name) => {
+                let p = PROFILES
+                    .iter()
+                    .find(|p| p.name == name)
+                    .ok_or_else(|| anyhow!("storage.profile: unknown profile '{name}'"))?;
+                (p.latency, p.concurrency, p.hydrate_mib_s)
+            }
+            None => (self.storage.latency.as_str(), self.storage.concurrency, self.storage.hydrate_mib_s),
+        };
+        let (lo, hi) = coldswap_nemesis::cold::parse_latency_spec(latency)?;
         Ok(coldswap_nemesis::ColdConfig {
             block_kib: self.storage.block_kib,
             latency_min_us: lo,
             latency_max_us: hi,
-            concurrency: self.storage.concurrency,
-            hydrate_mib_s: self.storage.hydrate_mib_s,
+            concurrency,
+            hydrate_mib_s: hydrate,
         })
     }
 }
@@ -478,6 +583,26 @@ impl DrillConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profiles_set_the_knobs() {
+        let c = DrillConfig {
+            storage: StorageCfg { profile: Some("lazy-restore-hydrating".into()), ..Default::default() },
+            ..Default::default()
+        };
+        let cc = c.cold_config().unwrap();
+        assert_eq!((cc.latency_min_us, cc.latency_max_us, cc.concurrency, cc.hydrate_mib_s), (3000, 30000, 4, 300.0));
+        let c = DrillConfig {
+            storage: StorageCfg { profile: Some("fast-restore".into()), ..Default::default() },
+            ..Default::default()
+        };
+        assert_eq!(c.cold_config().unwrap().latency_max_us, 0);
+        // A flag's knob on top of a profile: the rest stays the profile's.
+        let mut s = StorageCfg { profile: Some("lazy-restore-hydrating".into()), ..Default::default() };
+        s.expand_profile().unwrap();
+        s.latency = "1ms".into();
+        assert_eq!((s.profile.as_deref(), s.concurrency, s.hydrate_mib_s), (None, 4, 300.0));
+    }
 
     #[test]
     fn the_repo_default_parses_and_validates() {
@@ -520,6 +645,11 @@ mod tests {
         assert!(check("[storage]\nlatency = \"fast\"\n").starts_with("d.toml:2: storage.latency: invalid latency"));
         assert!(check("[phases\ncold = \"1s\"\n").starts_with("d.toml:1: "));
         assert_eq!(check("[load]\napi_nodes = 12\n"), "ok");
+        assert_eq!(check("[storage]\nprofile = \"lazy-restore-hydrating\"\n"), "ok");
+        assert!(check("[storage]\nprofile = \"ebs\"\n").starts_with("d.toml:2: storage.profile: unknown profile 'ebs'"));
+        assert!(check("[storage]\nprofile = \"fast-restore\"\nlatency = \"1ms\"\n")
+            .starts_with("d.toml:3: storage.latency: set by profile 'fast-restore'"));
+        assert!(check("[warmth]\nbound = 0.5\n").starts_with("d.toml:2: warmth.bound must be a number >= 1"));
         assert!(
             check("[load]\napi_nodes = 0\n").starts_with("d.toml:2: load.api_nodes: from 1 to 1000, not 0"),
             "{}",

@@ -63,6 +63,9 @@ struct State {
     switchover: Switchover,
     digests: Vec<(String, Vec<Digest>)>,
     names: digests::Namer,
+    /// (timeline t, share of the volume's blocks warm), each second from the cold restore.
+    warm_share: Arc<std::sync::Mutex<Vec<(f64, f64)>>>,
+    sampler: Option<tokio::task::JoinHandle<()>>,
     lint: Vec<coldswap_checker::report::Lint>,
     storage: serde_json::Value,
     warmup: serde_json::Value,
@@ -134,6 +137,8 @@ pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outc
         switchover: Switchover::default(),
         digests: Vec::new(),
         names: digests::Namer::default(),
+        warm_share: Default::default(),
+        sampler: None,
         lint: Vec::new(),
         storage: serde_json::Value::Null,
         warmup: serde_json::Value::Null,
@@ -330,7 +335,7 @@ async fn drive(st: &mut State) -> Result<()> {
         &format!(
             "fence, catch up, restart {} on a fresh restore ({}), promote, swap the endpoint",
             cluster.node(r).name,
-            cfg.storage.latency
+            cfg.storage.describe()
         ),
     );
     let ccfg = cfg.cold_config()?;
@@ -358,6 +363,7 @@ async fn drive(st: &mut State) -> Result<()> {
     };
     let cold_restore_s = tc.elapsed().as_secs_f64();
     step(&mut st.steps, "cold_restore", tc);
+    st.sampler = Some(sample_warm_share(cluster, r, &ccfg, st.recorder.clone(), st.warm_share.clone()).await);
     st.recorder.event("cold restore", &cluster.node(r).name.clone());
     let ep2 = ep.clone();
     let rec2 = st.recorder.clone();
@@ -417,6 +423,7 @@ async fn drive(st: &mut State) -> Result<()> {
     let verified = dc.matched_reads > 0;
     st.storage = serde_json::json!({
         "node": st.switchover.new_primary,
+        "profile": cfg.storage.profile,
         "config": ccfg,
         "cold_phase_counters": dc,
         "cold_verified": verified,
@@ -462,6 +469,33 @@ async fn drive(st: &mut State) -> Result<()> {
 /// Whether a switchover error says the old primary was put back.
 fn rolled_back(e: &anyhow::Error) -> bool {
     e.downcast_ref::<SwitchoverError>().map(|s| s.rolled_back()).unwrap_or(false)
+}
+
+/// Every second, the share of node `i`'s volume that is warm (fetched,
+/// written whole, hydrated or new since the restore), for the report.
+async fn sample_warm_share(
+    cluster: &Cluster,
+    i: usize,
+    ccfg: &coldswap_nemesis::ColdConfig,
+    recorder: Arc<Recorder>,
+    out: Arc<std::sync::Mutex<Vec<(f64, f64)>>>,
+) -> tokio::task::JoinHandle<()> {
+    let total = match cold::volume_blocks(cluster, i, ccfg.block_bytes()).await {
+        Ok(n) => n.max(1),
+        Err(e) => {
+            tracing::warn!("the volume's size is unknown, its warm share is not sampled: {e:#}");
+            return tokio::spawn(async {});
+        }
+    };
+    let state = cold::state_dir_of(cluster, i);
+    tokio::spawn(async move {
+        let Ok(vol) = coldswap_nemesis::Volume::attach(&state) else { return };
+        loop {
+            let share = (vol.counters().warm_blocks() as f64 / total as f64).min(1.0);
+            out.lock().unwrap().push((recorder.elapsed(), share));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
 }
 
 /// Wait until replica `r` applies a fresh heartbeat within `max_lag`
@@ -547,6 +581,9 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
         }
     }
     st.endpoint = None;
+    if let Some(t) = st.sampler.take() {
+        t.abort();
+    }
     let run = st.recorder.snapshot();
     if let Some(c) = &st.cluster {
         st.nodes = c.node_infos().iter().filter_map(|n| serde_json::to_value(n).ok()).collect();
@@ -628,6 +665,7 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
         kill_switch: None,
         thresholds: vec![],
         invariant_results: vec![],
+        time_to_warm: None,
         invariants: st.invariants.clone(),
         timeline: run.timeline.clone(),
         events: run.events.clone(),
@@ -661,6 +699,21 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
     }
     report.compute_comparison();
     report.compute_heaviest();
+    let shares: Vec<(f64, f64)> = st.warm_share.lock().unwrap().clone();
+    if !shares.is_empty() {
+        if let serde_json::Value::Object(m) = &mut report.storage {
+            m.insert("warm_share".into(), serde_json::json!(shares));
+        }
+    }
+    report.time_to_warm = time_to_warm(&report, &run, &st.cfg.warmth);
+    if let Some(t) = report.time_to_warm.as_ref().and_then(|w| w.warm_at_t) {
+        report.events.push(coldswap_client::stats::Event {
+            t,
+            name: "warm".into(),
+            detail: "p99 back within bound".into(),
+        });
+    }
+    check_predictions(&mut report, &st.cfg);
     report.thresholds = thresholds::evaluate(&report, &st.cfg.thresholds);
     report.invariant_results = thresholds::invariants(&report, &st.cfg.thresholds);
     report.verdict = thresholds::verdict(&report, &st.cfg.thresholds);
@@ -691,6 +744,49 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
         _ => 3,
     };
     Ok(Outcome { error: body.err().map(|e| format!("{e:#}").replace('\n', " ")), report, dir: st.dir, exit_code })
+}
+
+/// Time to warm from the switchover to the end of the cold phase, against
+/// the baseline (None when the drill did not get that far).
+fn time_to_warm(
+    report: &Report,
+    run: &coldswap_client::RunResult,
+    cfg: &coldswap_checker::warmth::WarmthCfg,
+) -> Option<coldswap_checker::warmth::TimeToWarm> {
+    let sw = run.events.iter().find(|e| e.name == "switchover")?.t;
+    let cold = run.phase("cold")?;
+    let base = report.phase("baseline")?;
+    let rate = base.requests as f64 / (base.end_s - base.start_s).max(1e-9);
+    let per_txn = base
+        .transactions
+        .iter()
+        .filter(|t| t.kind == coldswap_client::stats::Kind::Transaction && t.count >= 20)
+        .map(|t| (t.name.clone(), t.p99_ms))
+        .collect();
+    Some(coldswap_checker::warmth::compute(&run.timeline, sw, cold.end_s, base.p99_ms, &per_txn, rate, cfg))
+}
+
+/// Lint's cold estimate of each full scan beside the first cold execution
+/// measured for it, with their ratio and, where they disagree, why.
+fn check_predictions(report: &mut Report, cfg: &DrillConfig) {
+    let Some(cold) = report.phase("cold").cloned() else { return };
+    let fetches = cfg.cold_config().map(|c| c.concurrency).unwrap_or(cfg.storage.concurrency);
+    for l in report.lint.iter_mut().filter(|l| l.full_scan && l.runs) {
+        let Some(first) = cold.txn(&l.transaction).and_then(|t| t.first_ms) else { continue };
+        let ratio = first / l.est_cold_cost_ms.max(1e-9);
+        l.measured_first_cold_ms = Some(first);
+        l.measured_over_predicted = Some(ratio);
+        l.prediction_note = if ratio > 2.0 {
+            format!(
+                "slower than predicted: the first run shared the volume's {fetches} fetches in flight with the rest of the load (and with its own runs piling up), so its reads queued behind other cold reads"
+            )
+        } else if ratio < 0.5 {
+            "faster than predicted: part of what it reads was warm already (fetched by the restart or by requests before it)"
+                .into()
+        } else {
+            "within 2x of the prediction".into()
+        };
+    }
 }
 
 /// Error rate and typical p99 before and after the kill-switch, within the cold phase.

@@ -164,6 +164,11 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Blocks warm since the reset: fetched, written whole, hydrated, or new space.
+    pub fn warm_blocks(&self) -> u64 {
+        self.cold_blocks + self.written_blocks + self.hydrated_blocks + self.new_blocks
+    }
+
     /// What happened between two readings.
     pub fn since(&self, before: &Counters) -> Counters {
         let mut d = *self;
@@ -467,6 +472,22 @@ pub async fn make_cold(cluster: &mut Cluster, i: usize, cfg: &ColdConfig, fresh:
         bail!("{} reads with native AIO, which bypasses the first-touch emulator: {line}", cluster.node(i).name);
     }
     Ok(vol)
+}
+
+/// Blocks of `block` bytes the node's datadir holds now, from its files'
+/// sizes (read where the server runs, so inside a container too).
+pub async fn volume_blocks(cluster: &Cluster, i: usize, block: u64) -> Result<u64> {
+    let files = cluster.files()?;
+    let dir = files.datadir(cluster.node(i)).display().to_string();
+    let out = files.exec(cluster.node(i), "find", &[&dir, "-type", "f", "-printf", "%s\\n"], &[], None).await?;
+    if !out.status.success() {
+        bail!("cannot list {dir}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .map(|b| b.div_ceil(block.max(1)))
+        .sum())
 }
 
 /// Restart node `i` without the emulator (plain storage).
