@@ -36,8 +36,8 @@ impl PrivateDir {
     /// A fresh one under the system's temp dir.
     pub fn new(what: &str) -> Result<PrivateDir> {
         use std::os::unix::fs::DirBuilderExt;
-        let p = std::env::temp_dir().join(format!("coldswap-bench-{what}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
+        // Its own name: the benches' clusters live in coldswap-bench-<what>-<pid>.
+        let p = std::env::temp_dir().join(format!("coldswap-bench-secrets-{what}-{}", std::process::id()));
         std::fs::DirBuilder::new().mode(0o700).create(&p).with_context(|| format!("cannot create {}", p.display()))?;
         Ok(PrivateDir(p))
     }
