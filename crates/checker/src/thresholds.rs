@@ -423,11 +423,14 @@ pub fn verdict(r: &Report, t: &Thresholds) -> Verdict {
         failed.iter().filter(|t| !(cause.is_some() && t.rule == "heaviest_hitter_share_pct")).map(|t| t.detail.clone()),
     );
     let headline = if !r.complete {
+        // A check the stopped drill never reached is part of "incomplete";
+        // one it ran and saw fail is a failure all the same.
         let why = r.incomplete_reason.clone().unwrap_or_else(|| "the drill did not finish".into());
-        if broken.is_empty() {
+        let seen: Vec<String> = broken.iter().filter(|i| i.checked).map(|i| i.detail.clone()).collect();
+        if seen.is_empty() {
             format!("INCOMPLETE: {why}")
         } else {
-            format!("FAIL: {}; {why}", victims.join("; "))
+            format!("FAIL: {}; {why}", seen.join("; "))
         }
     } else if failed.is_empty() && broken.is_empty() {
         "PASS: the upgrade and switchover stayed within every threshold, and every invariant held".to_string()
@@ -485,6 +488,37 @@ mod tests {
         let i = r.invariant_results.iter().find(|i| i.name == "write_ledger").unwrap();
         assert!(!i.passed && !i.checked && i.detail.contains("write_ledger is gone"), "{i:?}");
         assert!(!r.verdict.passed && r.verdict.headline.starts_with("FAIL: not checked"), "{}", r.verdict.headline);
+    }
+
+    #[test]
+    fn a_stopped_drill_is_incomplete_unless_a_check_it_ran_failed() {
+        let stopped = |recorded: serde_json::Value| {
+            let t = Thresholds::default();
+            let mut r = Report {
+                invariants: recorded,
+                complete: false,
+                incomplete_reason: Some("interrupted by SIGINT".into()),
+                ..Default::default()
+            };
+            r.thresholds = evaluate(&r, &t);
+            r.invariant_results = invariants(&r, &t);
+            r.verdict = verdict(&r, &t);
+            r
+        };
+        let never_reached = stopped(serde_json::json!({"ledger": {"checked": false, "error": "the drill stopped"}}));
+        assert!(!never_reached.verdict.passed);
+        assert_eq!(never_reached.verdict.headline, "INCOMPLETE: interrupted by SIGINT");
+        let differs = stopped(serde_json::json!({
+            "ledger": {"checked": false, "error": "the drill stopped"},
+            "checksum": {"consistent": false, "chunks": 4, "rows": 9, "mismatched": ["api.accounts:0"]}}));
+        assert!(!differs.verdict.passed);
+        assert!(
+            differs.verdict.headline.starts_with("FAIL: the replica differs")
+                && differs.verdict.headline.ends_with("interrupted by SIGINT")
+                && !differs.verdict.headline.contains("not checked"),
+            "{}",
+            differs.verdict.headline
+        );
     }
 
     #[test]
