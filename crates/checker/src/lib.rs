@@ -8,6 +8,8 @@
 //! * [`compare`]: two reports, per-transaction deltas and regressions.
 //! * [`merge`]: shard results merged exactly (HDR histograms added).
 //! * [`warmth`]: time to warm after the switchover, from the timeline.
+//! * [`warmups`]: one drill per warm-up technique, compared.
+//! * [`gate`]: GO or NO-GO for promoting a replica now.
 //!
 //! Used alone, on reports written earlier:
 //!
@@ -28,12 +30,14 @@
 pub mod checksum;
 pub mod compare;
 pub mod digests;
+pub mod gate;
 pub mod lint;
 pub mod merge;
 pub mod render;
 pub mod report;
 pub mod thresholds;
 pub mod warmth;
+pub mod warmups;
 
 pub use report::Report;
 pub use thresholds::Thresholds;

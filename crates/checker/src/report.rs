@@ -395,6 +395,10 @@ pub struct Report {
     /// The warm-up technique and what it did.
     #[serde(default)]
     pub warmup: serde_json::Value,
+    /// The warm-up run before the switchover (`warmup.before_switchover`),
+    /// when one was: the technique, how long it took, blocks it fetched.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub prewarm: serde_json::Value,
     /// Every phase.
     pub phases: Vec<Phase>,
     /// p99 across phases, per transaction.
@@ -411,6 +415,10 @@ pub struct Report {
     /// Every invariant and its outcome.
     #[serde(default)]
     pub invariant_results: Vec<InvariantResult>,
+    /// What `coldswap gate` would have said just before the switchover
+    /// (`gate.when` says at which point of the drill it was taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<crate::gate::Gate>,
     /// How long after the switchover the API was warm again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_to_warm: Option<crate::warmth::TimeToWarm>,

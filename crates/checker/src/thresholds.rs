@@ -338,6 +338,9 @@ pub fn verdict(r: &Report, t: &Thresholds) -> Verdict {
             .map(|l| format!("{} (est. {:.1} s per run on a cold volume)", l.transaction, l.est_cold_cost_ms / 1000.0))
             .collect()
     };
+    if let Some(g) = &r.gate {
+        findings.push(format!("Readiness gate ({}): {}.", g.when, g.verdict));
+    }
     let (running, idle) = (scans(true), scans(false));
     if !running.is_empty() {
         findings.push(format!("Full scans in the mix: {}.", running.join("; ")));

@@ -274,3 +274,36 @@ pub async fn capacity(mut a: CapacityArgs) -> Result<u8> {
     }
     Ok(o.exit_code as u8)
 }
+
+#[derive(Args)]
+pub struct WarmupsArgs {
+    #[command(flatten)]
+    drill: DrillArgs,
+    /// Techniques to run, in this order (all by default): none, buffer-pool-25,
+    /// buffer-pool, volume-read, prefetch, hydration, no-penalty.
+    #[arg(long, value_delimiter = ',')]
+    techniques: Vec<String>,
+    /// The background hydration rate of the `hydration` technique, MiB/s.
+    #[arg(long, default_value_t = 300.0)]
+    hydrate_mib_s: f64,
+}
+
+/// `coldswap warmups`: the promoted-cold scenario once per warm-up technique.
+pub async fn warmups(mut a: WarmupsArgs) -> Result<u8> {
+    if a.drill.configs.len() > 1 {
+        bail!("warmups takes one --config");
+    }
+    a.drill.config = a.drill.configs[0].clone();
+    let config = a.drill.config.clone();
+    let out_given = a.drill.out.is_some();
+    let (mut cfg, text) = build_config(a.drill)?;
+    // Its own default place, unless the flag or the config file names one.
+    if !out_given && cfg.out == DrillConfig::default().out {
+        cfg.out = PathBuf::from("target/warmups");
+    }
+    let source = text.as_deref().map(|t| (config.as_path(), t));
+    let o = coldswap_drill::warmups::warmups(cfg, source, &a.techniques, a.hydrate_mib_s).await?;
+    println!("\n{}", coldswap_checker::warmups::markdown(&o.table));
+    println!("report: {}/warmups.html (and warmups.json, warmups.md)", o.dir.display());
+    Ok(o.exit_code as u8)
+}

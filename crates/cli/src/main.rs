@@ -13,6 +13,7 @@ mod cold_cmd;
 mod drill_cmd;
 mod drill_set;
 mod external_cmd;
+mod gate_cmd;
 mod load_cmd;
 mod report_cmd;
 mod seed_cmd;
@@ -47,6 +48,14 @@ enum Cmd {
     /// Step the load up until the SLO breaks, warm and then cold: the
     /// capacity a cold switchover leaves, and the headroom it needs.
     Capacity(drill_cmd::CapacityArgs),
+    /// One drill per warm-up technique (none, buffer-pool at 25 % and 100 %,
+    /// volume read, prefetch, background hydration, no penalty), the replica
+    /// warmed before the switchover, compared on time to warm: warmups.html/.json/.md.
+    Warmups(drill_cmd::WarmupsArgs),
+    /// GO or NO-GO for promoting the replica now: replication and lag, full
+    /// scans the load would send, and how much of the primary's hot set the
+    /// replica's buffer pool holds. Exits 0 (GO), 5 (NO-GO) or 1.
+    Gate(gate_cmd::GateArgs),
     /// Servers you already run (a staging primary and replica): status, and
     /// upgrade and promotion through your own hook commands.
     External(external_cmd::ExternalArgs),
@@ -328,6 +337,8 @@ async fn run(cmd: Cmd) -> Result<u8> {
         Cmd::Load(a) => load_cmd::run(a).await,
         Cmd::Drill(a) => drill_cmd::run(a).await,
         Cmd::Capacity(a) => drill_cmd::capacity(a).await,
+        Cmd::Warmups(a) => drill_cmd::warmups(a).await,
+        Cmd::Gate(a) => gate_cmd::run(a).await,
         Cmd::Compare(a) => report_cmd::compare(a),
         Cmd::External(a) => external_cmd::run(a).await,
         Cmd::Report(c) => report_cmd::report(c),

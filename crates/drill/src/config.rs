@@ -221,11 +221,22 @@ pub struct WarmupCfg {
     pub technique: String,
     /// Parallel readers (volume-read, prefetch).
     pub parallel: usize,
+    /// Share of the old primary's buffer pool that `buffer-pool` dumps, percent
+    /// (InnoDB's own default is 25).
+    pub dump_pct: u8,
+    /// Warm the replica before the switchover, as a team would before its
+    /// maintenance window: the replica restarts on the fresh restore while
+    /// still replicating (before the fence, not inside it), this technique
+    /// runs on it ("none": nothing), it catches up, and only then is it
+    /// fenced and promoted. Unset: the restore happens inside the fenced
+    /// window and nothing warms the node before it takes the traffic (the
+    /// 2017 case). `coldswap warmups` sets it once per technique.
+    pub before_switchover: Option<String>,
 }
 
 impl Default for WarmupCfg {
     fn default() -> Self {
-        WarmupCfg { technique: "buffer-pool".into(), parallel: 8 }
+        WarmupCfg { technique: "buffer-pool".into(), parallel: 8, dump_pct: 100, before_switchover: None }
     }
 }
 
@@ -533,6 +544,13 @@ impl DrillConfig {
             .technique
             .parse::<coldswap_nemesis::Technique>()
             .map_err(|e| anyhow!("{}warmup.technique: {e}", at("warmup", "technique")))?;
+        if let Some(t) = &self.warmup.before_switchover {
+            t.parse::<coldswap_nemesis::Technique>()
+                .map_err(|e| anyhow!("{}warmup.before_switchover: {e}", at("warmup", "before_switchover")))?;
+        }
+        if !(1..=100).contains(&self.warmup.dump_pct) {
+            bail!("{}warmup.dump_pct: from 1 to 100, not {}", at("warmup", "dump_pct"), self.warmup.dump_pct);
+        }
         self.thresholds.validate().map_err(|e| anyhow!("{}thresholds: {e}", at("thresholds", "cold_p99_over_warm")))?;
         let kill_at = match &self.kill_switch {
             Some(k) => {
@@ -640,6 +658,10 @@ mod tests {
         assert!(check("[data]\nscale = 0\n").starts_with("d.toml:2: data.scale: invalid scale"));
         assert!(check("[warmup]\ntechnique = \"magic\"\n")
             .starts_with("d.toml:2: warmup.technique: unknown warm-up technique"));
+        assert_eq!(check("[warmup]\nbefore_switchover = \"volume-read\"\ndump_pct = 25\n"), "ok");
+        assert!(check("[warmup]\nbefore_switchover = \"hope\"\n")
+            .starts_with("d.toml:2: warmup.before_switchover: unknown warm-up technique"));
+        assert!(check("[warmup]\ndump_pct = 0\n").starts_with("d.toml:2: warmup.dump_pct: from 1 to 100"));
         assert!(check("[kill_switch]\ntarget = \"x\"\nat = \"500s\"\n")
             .starts_with("d.toml:3: kill_switch.at: 500s is not inside the cold phase"));
         assert!(check("[storage]\nlatency = \"fast\"\n").starts_with("d.toml:2: storage.latency: invalid latency"));

@@ -6,6 +6,7 @@
 //! * [`invariants`]: the write ledger after the switchover.
 //! * [`capacity`]: the arrival rate each state sustains within an SLO.
 //! * [`out`]: where a run writes.
+//! * [`warmups`]: one drill per warm-up technique, compared.
 //!
 //! ```no_run
 //! # async fn f() -> anyhow::Result<()> {
@@ -24,6 +25,7 @@ pub mod config;
 pub mod invariants;
 pub mod out;
 pub mod run;
+pub mod warmups;
 
 pub use config::DrillConfig;
 pub use run::{run, summary, Outcome};

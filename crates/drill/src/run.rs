@@ -69,6 +69,10 @@ struct State {
     lint: Vec<coldswap_checker::report::Lint>,
     storage: serde_json::Value,
     warmup: serde_json::Value,
+    /// The warm-up before the switchover (`warmup.before_switchover`).
+    prewarm: serde_json::Value,
+    /// What `coldswap gate` would have said before the switchover.
+    gate: Option<coldswap_checker::gate::Gate>,
     kill: Option<(String, f64)>,
     from_version: String,
     flavor: String,
@@ -142,6 +146,8 @@ pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outc
         lint: Vec::new(),
         storage: serde_json::Value::Null,
         warmup: serde_json::Value::Null,
+        prewarm: serde_json::Value::Null,
+        gate: None,
         kill: None,
         from_version: cfg.cluster.from.clone(),
         flavor: String::new(),
@@ -326,19 +332,67 @@ async fn drive(st: &mut State) -> Result<()> {
     step(&mut st.steps, "replica_catchup", t);
     tracing::info!("{} applies within {lag:.2} s", cluster.node(r).name);
 
+    // 4a. With a warm-up before the switchover: the replica restarts on the
+    // fresh restore now, still replicating, is warmed, and catches up; the
+    // fence then holds only the procedure.
+    let ccfg = cfg.cold_config()?;
+    let prewarm: Option<Technique> = cfg.warmup.before_switchover.as_deref().map(str::parse).transpose()?;
+    let mut restored: Option<(cold::Volume, cold::Counters)> = None;
+    if let Some(technique) = prewarm {
+        phase_log(
+            "upgrade",
+            &format!(
+                "restarting {} on a fresh restore ({}) before the switchover, then {technique}",
+                cluster.node(r).name,
+                cfg.storage.describe()
+            ),
+        );
+        let tc = Instant::now();
+        let vol = signals::interruptible(cold::make_cold(cluster, r, &ccfg, true)).await?;
+        step(&mut st.steps, "cold_restore", tc);
+        let c0 = vol.counters();
+        st.sampler = Some(sample_warm_share(cluster, r, &ccfg, st.recorder.clone(), st.warm_share.clone()).await);
+        st.recorder.event("cold restore", &cluster.node(r).name.clone());
+        let t = Instant::now();
+        let inputs = WarmInputs {
+            dump_from: Some(p),
+            tables: st.mix.tables(),
+            parallel: cfg.warmup.parallel,
+            dump_pct: cfg.warmup.dump_pct,
+        };
+        let rep = signals::interruptible(warm::warm(cluster, r, technique, &inputs)).await?;
+        step(&mut st.steps, "prewarm", t);
+        st.recorder.event("pre-warmed", &format!("{technique} in {:.1} s", rep.seconds));
+        st.prewarm = serde_json::to_value(&rep)?;
+        let t = Instant::now();
+        let lag =
+            signals::interruptible(wait_for_lag(cluster, r, cfg.switchover.max_lag_s, st.dur.wait_for_replica)).await?;
+        step(&mut st.steps, "replica_catchup_after_restore", t);
+        tracing::info!("{} applies within {lag:.2} s on the restored volume", cluster.node(r).name);
+        restored = Some((vol, c0));
+    }
+    // What the readiness gate would say now, just before the fence.
+    let when = if restored.is_some() {
+        "just before the fence, after the restore and the warm-up"
+    } else {
+        "before the drill's cold restore: the replica as replication left it; the restore then empties its buffer pool"
+    };
+    st.gate = Some(readiness(cluster, p, r, &st.lint, &st.mix.tables(), when).await);
+
     // 5. Switchover under load: fence and catch up; 4. the replica restarts
     // on a fresh snapshot restore (every block cold, empty buffer pool), as
     // a promoted replica on restored storage does; promote; swap the endpoint.
     st.recorder.phase("switchover");
-    phase_log(
-        "switchover",
-        &format!(
+    let what = if restored.is_some() {
+        "fence, catch up, promote, swap the endpoint".to_string()
+    } else {
+        format!(
             "fence, catch up, restart {} on a fresh restore ({}), promote, swap the endpoint",
             cluster.node(r).name,
             cfg.storage.describe()
-        ),
-    );
-    let ccfg = cfg.cold_config()?;
+        )
+    };
+    phase_log("switchover", &what);
     let t = Instant::now();
     let popts = PromoteOptions {
         max_lag_s: cfg.switchover.max_lag_s,
@@ -351,20 +405,27 @@ async fn drive(st: &mut State) -> Result<()> {
     })?;
     st.recorder.event("fenced", &cluster.node(p).name.clone());
     let tc = Instant::now();
-    let vol = match cold::make_cold(cluster, r, &ccfg, true).await {
-        Ok(v) => v,
-        Err(e) => {
-            cluster.promote_abort(fenced).await;
-            st.switchover.rolled_back = true;
-            return Err(e.context(
-                "restarting the replica on a fresh restore (rolled back: the old primary takes writes again)",
-            ));
+    let (vol, since_restore) = match restored {
+        Some(v) => v,
+        None => {
+            let vol = match cold::make_cold(cluster, r, &ccfg, true).await {
+                Ok(v) => v,
+                Err(e) => {
+                    cluster.promote_abort(fenced).await;
+                    st.switchover.rolled_back = true;
+                    return Err(e.context(
+                        "restarting the replica on a fresh restore (rolled back: the old primary takes writes again)",
+                    ));
+                }
+            };
+            step(&mut st.steps, "cold_restore", tc);
+            st.sampler = Some(sample_warm_share(cluster, r, &ccfg, st.recorder.clone(), st.warm_share.clone()).await);
+            st.recorder.event("cold restore", &cluster.node(r).name.clone());
+            let c0 = vol.counters();
+            (vol, c0)
         }
     };
-    let cold_restore_s = tc.elapsed().as_secs_f64();
-    step(&mut st.steps, "cold_restore", tc);
-    st.sampler = Some(sample_warm_share(cluster, r, &ccfg, st.recorder.clone(), st.warm_share.clone()).await);
-    st.recorder.event("cold restore", &cluster.node(r).name.clone());
+    let cold_restore_s = if prewarm.is_some() { 0.0 } else { tc.elapsed().as_secs_f64() };
     let ep2 = ep.clone();
     let rec2 = st.recorder.clone();
     let (outcome, psteps) = cluster
@@ -419,18 +480,24 @@ async fn drive(st: &mut State) -> Result<()> {
         }
         _ => sleep_or_signal(st.dur.cold).await?,
     }
-    let dc = vol.counters().since(&c0);
-    let verified = dc.matched_reads > 0;
+    let now = vol.counters();
+    let dc = now.since(&c0);
+    let dr = now.since(&since_restore);
+    // A node warmed before the switchover may read nothing in the cold
+    // phase; the emulator must have seen its reads since the restore.
+    let verified = dr.matched_reads > 0;
     st.storage = serde_json::json!({
         "node": st.switchover.new_primary,
         "profile": cfg.storage.profile,
         "config": ccfg,
+        "restored": if prewarm.is_some() { "before the switchover" } else { "inside the fenced window" },
         "cold_phase_counters": dc,
+        "since_restore_counters": dr,
         "cold_verified": verified,
     });
     if !verified {
         return Err(anyhow!(
-            "the first-touch emulator saw no reads on {} during the cold phase: this run cannot be called cold",
+            "the first-touch emulator saw no reads on {} since its restore: this run cannot be called cold",
             st.switchover.new_primary
         ));
     }
@@ -441,7 +508,12 @@ async fn drive(st: &mut State) -> Result<()> {
     let technique: Technique = cfg.warmup.technique.parse()?;
     phase_log("warmup", &format!("{technique} on {}", st.switchover.new_primary));
     let t = Instant::now();
-    let inputs = WarmInputs { dump_from: Some(old), tables: st.mix.tables(), parallel: cfg.warmup.parallel };
+    let inputs = WarmInputs {
+        dump_from: Some(old),
+        tables: st.mix.tables(),
+        parallel: cfg.warmup.parallel,
+        dump_pct: cfg.warmup.dump_pct,
+    };
     let rep = signals::interruptible(warm::warm(st.cluster.as_ref().unwrap(), newp, technique, &inputs)).await?;
     step(&mut st.steps, "warmup", t);
     st.warmup = serde_json::to_value(&rep)?;
@@ -464,6 +536,49 @@ async fn drive(st: &mut State) -> Result<()> {
     collect_digests(st, "warm", newp).await;
     st.recorder.phase("end");
     Ok(())
+}
+
+/// The readiness gate's checks on the cluster (lint's findings already known).
+async fn readiness(
+    cluster: &Cluster,
+    p: usize,
+    r: usize,
+    lint: &[coldswap_checker::report::Lint],
+    tables: &[(String, String)],
+    when: &str,
+) -> coldswap_checker::gate::Gate {
+    use coldswap_checker::gate::{self, Check, GateCfg};
+    let cfg = GateCfg::default();
+    let repl = match cluster.admin(r).await {
+        Ok(mut c) => {
+            let st = coldswap_db::replication::replica_status(&mut c, &cluster.node(r).dialect()).await;
+            coldswap_sql::close(c).await;
+            match st {
+                Ok(s) => gate::replication_check(s.as_ref(), &cfg),
+                Err(e) => Check::not_checked("replication", format!("{e:#}")),
+            }
+        }
+        Err(e) => Check::not_checked("replication", format!("{e:#}")),
+    };
+    let mut pages = Vec::new();
+    for i in [p, r] {
+        pages.push(match cluster.admin(i).await {
+            Ok(mut c) => {
+                let x = gate::cached_pages(&mut c, Some(tables), cfg.max_pool_mib).await;
+                coldswap_sql::close(c).await;
+                x
+            }
+            Err(e) => Err(e),
+        });
+    }
+    let (cov, rows) = match (pages.remove(0), pages.remove(0)) {
+        (Ok(a), Ok(b)) => gate::coverage_check(&a, &b, &cfg),
+        (Err(e), _) | (_, Err(e)) => (Check::not_checked("hot_set_coverage", format!("{e:#}")), vec![]),
+    };
+    let mut g = gate::conclude(vec![repl, gate::scans_from_lint(lint), cov], rows, &cfg);
+    g.when = when.to_string();
+    tracing::info!("readiness gate ({when}): {}", g.verdict);
+    g
 }
 
 /// Whether a switchover error says the old primary was put back.
@@ -658,6 +773,8 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
         switchover: st.switchover.clone(),
         storage: st.storage.clone(),
         warmup: st.warmup.clone(),
+        prewarm: st.prewarm.clone(),
+        gate: st.gate.clone(),
         phases: run.phases.iter().filter(|p| p.name != "end" && p.name != "run").map(Phase::from_result).collect(),
         comparison: vec![],
         heaviest_hitter: None,

@@ -1,7 +1,7 @@
 //! Warming techniques against the first-touch penalty, each timed.
 //!
-//! * `buffer-pool`: dump the warm server's buffer pool (all of it,
-//!   innodb_buffer_pool_dump_pct=100), hand the list to the cold server
+//! * `buffer-pool`: dump the warm server's buffer pool (all of it by
+//!   default, or the share `WarmInputs::dump_pct` says), hand the list to the cold server
 //!   (space ids translated by table name) and load it. The load pays the
 //!   first touches, up front and in InnoDB's read-ahead order.
 //! * `volume-read`: read every datadir file in parallel through the same
@@ -81,6 +81,10 @@ pub struct WarmInputs {
     pub tables: Vec<(String, String)>,
     /// Parallel readers for `volume-read` and `prefetch`.
     pub parallel: usize,
+    /// Share of the source's buffer pool dumped for `buffer-pool`, percent
+    /// (InnoDB's `innodb_buffer_pool_dump_pct`: the server default is 25;
+    /// 0 here means 100).
+    pub dump_pct: u8,
 }
 
 /// Warm node `node` with a technique, timed; blocks it fetched from the emulated volume.
@@ -92,8 +96,9 @@ pub async fn warm(cluster: &Cluster, node: usize, technique: Technique, inputs: 
         Technique::None => "no warm-up".to_string(),
         Technique::BufferPool => {
             let src = inputs.dump_from.ok_or_else(|| anyhow!("buffer-pool warm-up needs a node to dump from"))?;
-            let pages = buffer_pool_transfer(cluster, src, node).await?;
-            format!("{pages} pages loaded from {}'s buffer pool dump", cluster.node(src).name)
+            let pct = if inputs.dump_pct == 0 { 100 } else { inputs.dump_pct.min(100) };
+            let pages = buffer_pool_transfer(cluster, src, node, pct).await?;
+            format!("{pages} pages loaded from {}'s buffer pool dump ({pct} % of it)", cluster.node(src).name)
         }
         Technique::VolumeRead => {
             let (files, bytes) = volume_read(cluster, node, inputs.parallel.max(1)).await?;
@@ -139,11 +144,12 @@ async fn tablespaces(c: &mut sqlx::MySqlConnection, flavor: Flavor) -> Result<Ha
     Ok(m)
 }
 
-/// Dump `src`'s buffer pool, translate it to `dst`'s tablespace ids, load it
+/// Dump `dump_pct` percent of `src`'s buffer pool (its most recently used
+/// pages, as InnoDB dumps), translate it to `dst`'s tablespace ids, load it
 /// into `dst`. Returns the number of pages in the list.
-pub async fn buffer_pool_transfer(cluster: &Cluster, src: usize, dst: usize) -> Result<usize> {
+pub async fn buffer_pool_transfer(cluster: &Cluster, src: usize, dst: usize, dump_pct: u8) -> Result<usize> {
     let mut s = cluster.admin(src).await?;
-    sql::exec(&mut s, "SET GLOBAL innodb_buffer_pool_dump_pct = 100").await?;
+    sql::exec(&mut s, &format!("SET GLOBAL innodb_buffer_pool_dump_pct = {}", dump_pct.clamp(1, 100))).await?;
     sql::exec(&mut s, "SET GLOBAL innodb_buffer_pool_dump_now = ON").await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

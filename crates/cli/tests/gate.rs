@@ -1,0 +1,68 @@
+//! Issue 20: `coldswap gate` on real servers: NO-GO on a replica just
+//! restored cold, GO once its buffer pool is loaded, NO-GO on a mix with the
+//! 2017 dispatcher's full scan.
+
+mod common;
+use common::*;
+
+#[test]
+fn a_cold_replica_is_no_go_until_warmed_and_a_full_scan_is_no_go() {
+    let dir = test_dir("gate");
+    let mix = repo().join("loadtests/api.toml");
+    let mix = mix.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let (code, out, err) = cli(args, &dir);
+        (code, out, err)
+    };
+    let (code, _, err) = run(&["cluster", "up", "--buffer-pool-mb", "64"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&["seed", "--scale", "0.05"]);
+    assert_eq!(code, 0, "{err}");
+    let fixed = ["gate", "--json", "--mix", mix, "--background", "notify_schedules_fixed"];
+
+    // A fresh restore: every block cold, the buffer pool empty.
+    let (code, _, err) = run(&["cold", "reset", "--latency", "1ms"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(&fixed);
+    let g = json(&out);
+    assert_eq!(code, 5, "{out}\n{err}");
+    assert_eq!(g["go"], false);
+    let check = |g: &serde_json::Value, name: &str| -> serde_json::Value {
+        g["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone()
+    };
+    let cov = check(&g, "hot_set_coverage");
+    assert_eq!(cov["checked"], true, "{cov}");
+    assert!(cov["value"].as_f64().unwrap() < 10.0, "{cov}");
+    assert!(g["verdict"].as_str().unwrap().starts_with("NO-GO: hot_set_coverage"), "{}", g["verdict"]);
+    assert_eq!(check(&g, "replication")["passed"], true);
+    assert_eq!(check(&g, "full_scans")["passed"], true, "{}", check(&g, "full_scans"));
+
+    // Its buffer pool loaded from the primary's dump.
+    let (code, _, err) = run(&["warm", "--technique", "buffer-pool"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(&fixed);
+    let g = json(&out);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(check(&g, "hot_set_coverage")["value"].as_f64().unwrap() >= 80.0, "{out}");
+
+    // The 2017 mix (the dispatcher's full scan runs by default): NO-GO, named.
+    let (code, out, _) = run(&["gate", "--mix", mix]);
+    assert_eq!(code, 5, "{out}");
+    let first = out.lines().next().unwrap();
+    assert!(first.starts_with("NO-GO: full_scans") && first.contains("notify_schedules"), "{out}");
+
+    // Without a mix, the primary's digest table: the seed's one-off
+    // INSERT ... SELECTs scan, but are not frequent statements.
+    let (code, out, err) = run(&["gate", "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(check(&json(&out), "full_scans")["passed"], true, "{out}");
+    // Counted from a single run, they are.
+    let (code, out, _) = run(&["gate", "--scan-min-runs", "1"]);
+    assert_eq!(code, 5, "{out}");
+    assert!(out.starts_with("NO-GO: full_scans: full scans the primary ran: INSERT INTO"), "{out}");
+
+    let (code, _, err) = run(&["cluster", "down"]);
+    assert_eq!(code, 0, "{err}");
+    assert_nothing_left(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
