@@ -479,7 +479,10 @@ pub async fn make_cold(cluster: &mut Cluster, i: usize, cfg: &ColdConfig, fresh:
 pub async fn volume_blocks(cluster: &Cluster, i: usize, block: u64) -> Result<u64> {
     let files = cluster.files()?;
     let dir = files.datadir(cluster.node(i)).display().to_string();
-    let out = files.exec(cluster.node(i), "find", &[&dir, "-type", "f", "-printf", "%s\\n"], &[], None).await?;
+    // The server deletes files (relay logs) while find walks the datadir.
+    let out = files
+        .exec(cluster.node(i), "find", &[&dir, "-ignore_readdir_race", "-type", "f", "-printf", "%s\\n"], &[], None)
+        .await?;
     if !out.status.success() {
         bail!("cannot list {dir}: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
