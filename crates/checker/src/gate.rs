@@ -285,6 +285,42 @@ pub fn coverage_check(
     (check, rows)
 }
 
+/// The gate on a cluster: replication of replica `r`, the full-scan check
+/// the caller made (from lint or the digest table), and hot-set coverage
+/// of `tables` (every user table when None) between primary `p` and `r`.
+pub async fn on_cluster(
+    cluster: &coldswap_db::Cluster,
+    p: usize,
+    r: usize,
+    scans: Check,
+    tables: Option<&[(String, String)]>,
+    cfg: &GateCfg,
+) -> Gate {
+    let replication = match cluster.admin(r).await {
+        Ok(mut c) => {
+            let st = coldswap_db::replication::replica_status(&mut c, &cluster.node(r).dialect()).await;
+            sql::close(c).await;
+            match st {
+                Ok(s) => replication_check(s.as_ref(), cfg),
+                Err(e) => Check::not_checked("replication", format!("{e:#}")),
+            }
+        }
+        Err(e) => Check::not_checked("replication", format!("cannot reach the replica: {e:#}")),
+    };
+    let pages = |i: usize| async move {
+        let mut c = cluster.admin(i).await?;
+        let r = cached_pages(&mut c, tables, cfg.max_pool_mib).await;
+        sql::close(c).await;
+        r
+    };
+    let (coverage, rows) = match (pages(p).await, pages(r).await) {
+        (Ok(pp), Ok(rp)) => coverage_check(&pp, &rp, cfg),
+        (Err(e), _) => (Check::not_checked("hot_set_coverage", format!("on the primary: {e:#}")), vec![]),
+        (_, Err(e)) => (Check::not_checked("hot_set_coverage", format!("on the replica: {e:#}")), vec![]),
+    };
+    conclude(vec![replication, scans, coverage], rows, cfg)
+}
+
 /// GO when every check ran and passed.
 pub fn conclude(checks: Vec<Check>, coverage: Vec<IndexCoverage>, cfg: &GateCfg) -> Gate {
     let failed: Vec<String> =

@@ -88,21 +88,8 @@ async fn checks(
 ) -> Result<gate::Gate> {
     let p = cluster.primary_index()?;
     let r = cluster.replica_index()?;
-    let mut out = Vec::new();
-    // 1. Replication.
-    out.push(match cluster.admin(r).await {
-        Ok(mut c) => {
-            let st = coldswap_db::replication::replica_status(&mut c, &cluster.node(r).dialect()).await;
-            coldswap_sql::close(c).await;
-            match st {
-                Ok(s) => gate::replication_check(s.as_ref(), cfg),
-                Err(e) => Check::not_checked("replication", format!("{e:#}")),
-            }
-        }
-        Err(e) => Check::not_checked("replication", format!("cannot reach the replica: {e:#}")),
-    });
-    // 2. Full scans: lint of the mix, or the primary's digest table.
-    out.push(match mix {
+    // Full scans: lint of the mix, or the primary's digest table.
+    let scans = match mix {
         Some(m) => match lint(cluster, p, m, background).await {
             Ok(l) => gate::scans_from_lint(&l),
             Err(e) => Check::not_checked("full_scans", format!("{e:#}")),
@@ -115,29 +102,10 @@ async fn checks(
             }
             Err(e) => Check::not_checked("full_scans", format!("cannot reach the primary: {e:#}")),
         },
-    });
-    // 3. Hot-set coverage, over the mix's tables (or every user table).
-    let tables = mix.map(|m| m.tables());
-    let pages = |i: usize| {
-        let tables = tables.clone();
-        async move {
-            let mut c = cluster.admin(i).await?;
-            let r = gate::cached_pages(&mut c, tables.as_deref(), cfg.max_pool_mib).await;
-            coldswap_sql::close(c).await;
-            r
-        }
     };
-    let mut coverage = Vec::new();
-    match (pages(p).await, pages(r).await) {
-        (Ok(pp), Ok(rp)) => {
-            let (c, rows) = gate::coverage_check(&pp, &rp, cfg);
-            out.push(c);
-            coverage = rows;
-        }
-        (Err(e), _) => out.push(Check::not_checked("hot_set_coverage", format!("on the primary: {e:#}"))),
-        (_, Err(e)) => out.push(Check::not_checked("hot_set_coverage", format!("on the replica: {e:#}"))),
-    }
-    Ok(gate::conclude(out, coverage, cfg))
+    // Hot-set coverage over the mix's tables (or every user table).
+    let tables = mix.map(|m| m.tables());
+    Ok(gate::on_cluster(cluster, p, r, scans, tables.as_deref(), cfg).await)
 }
 
 /// lint of the mix on the primary, as the drill runs it before its load.

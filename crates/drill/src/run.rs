@@ -354,12 +354,7 @@ async fn drive(st: &mut State) -> Result<()> {
         st.sampler = Some(sample_warm_share(cluster, r, &ccfg, st.recorder.clone(), st.warm_share.clone()).await);
         st.recorder.event("cold restore", &cluster.node(r).name.clone());
         let t = Instant::now();
-        let inputs = WarmInputs {
-            dump_from: Some(p),
-            tables: st.mix.tables(),
-            parallel: cfg.warmup.parallel,
-            dump_pct: cfg.warmup.dump_pct,
-        };
+        let inputs = warm_inputs(&cfg, &st.mix, p);
         let rep = signals::interruptible(warm::warm(cluster, r, technique, &inputs)).await?;
         step(&mut st.steps, "prewarm", t);
         st.recorder.event("pre-warmed", &format!("{technique} in {:.1} s", rep.seconds));
@@ -508,12 +503,7 @@ async fn drive(st: &mut State) -> Result<()> {
     let technique: Technique = cfg.warmup.technique.parse()?;
     phase_log("warmup", &format!("{technique} on {}", st.switchover.new_primary));
     let t = Instant::now();
-    let inputs = WarmInputs {
-        dump_from: Some(old),
-        tables: st.mix.tables(),
-        parallel: cfg.warmup.parallel,
-        dump_pct: cfg.warmup.dump_pct,
-    };
+    let inputs = warm_inputs(&cfg, &st.mix, old);
     let rep = signals::interruptible(warm::warm(st.cluster.as_ref().unwrap(), newp, technique, &inputs)).await?;
     step(&mut st.steps, "warmup", t);
     st.warmup = serde_json::to_value(&rep)?;
@@ -547,38 +537,22 @@ async fn readiness(
     tables: &[(String, String)],
     when: &str,
 ) -> coldswap_checker::gate::Gate {
-    use coldswap_checker::gate::{self, Check, GateCfg};
-    let cfg = GateCfg::default();
-    let repl = match cluster.admin(r).await {
-        Ok(mut c) => {
-            let st = coldswap_db::replication::replica_status(&mut c, &cluster.node(r).dialect()).await;
-            coldswap_sql::close(c).await;
-            match st {
-                Ok(s) => gate::replication_check(s.as_ref(), &cfg),
-                Err(e) => Check::not_checked("replication", format!("{e:#}")),
-            }
-        }
-        Err(e) => Check::not_checked("replication", format!("{e:#}")),
-    };
-    let mut pages = Vec::new();
-    for i in [p, r] {
-        pages.push(match cluster.admin(i).await {
-            Ok(mut c) => {
-                let x = gate::cached_pages(&mut c, Some(tables), cfg.max_pool_mib).await;
-                coldswap_sql::close(c).await;
-                x
-            }
-            Err(e) => Err(e),
-        });
-    }
-    let (cov, rows) = match (pages.remove(0), pages.remove(0)) {
-        (Ok(a), Ok(b)) => gate::coverage_check(&a, &b, &cfg),
-        (Err(e), _) | (_, Err(e)) => (Check::not_checked("hot_set_coverage", format!("{e:#}")), vec![]),
-    };
-    let mut g = gate::conclude(vec![repl, gate::scans_from_lint(lint), cov], rows, &cfg);
+    use coldswap_checker::gate;
+    let cfg = gate::GateCfg::default();
+    let mut g = gate::on_cluster(cluster, p, r, gate::scans_from_lint(lint), Some(tables), &cfg).await;
     g.when = when.to_string();
     tracing::info!("readiness gate ({when}): {}", g.verdict);
     g
+}
+
+/// What a warm-up of the promoted node needs, the buffer pool dumped from `from`.
+fn warm_inputs(cfg: &DrillConfig, mix: &Mix, from: usize) -> WarmInputs {
+    WarmInputs {
+        dump_from: Some(from),
+        tables: mix.tables(),
+        parallel: cfg.warmup.parallel,
+        dump_pct: cfg.warmup.dump_pct,
+    }
 }
 
 /// Whether a switchover error says the old primary was put back.
