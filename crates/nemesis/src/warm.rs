@@ -150,11 +150,16 @@ async fn tablespaces(c: &mut sqlx::MySqlConnection, flavor: Flavor) -> Result<Ha
 pub async fn buffer_pool_transfer(cluster: &Cluster, src: usize, dst: usize, dump_pct: u8) -> Result<usize> {
     let mut s = cluster.admin(src).await?;
     sql::exec(&mut s, &format!("SET GLOBAL innodb_buffer_pool_dump_pct = {}", dump_pct.clamp(1, 100))).await?;
+    // As for the load below: a completion other than the last one seen.
+    let before = status_var(&mut s, "Innodb_buffer_pool_dump_status").await?;
+    if before.contains("completed") {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
     sql::exec(&mut s, "SET GLOBAL innodb_buffer_pool_dump_now = ON").await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let st = status_var(&mut s, "Innodb_buffer_pool_dump_status").await?;
-        if st.contains("completed") {
+        if st != before && st.contains("completed") {
             break;
         }
         if Instant::now() > deadline {
@@ -188,12 +193,28 @@ pub async fn buffer_pool_transfer(cluster: &Cluster, src: usize, dst: usize, dum
         .write(cluster.node(dst), "ib_buffer_pool", out.as_bytes())
         .await
         .context("writing the buffer pool list")?;
+    // The status still reports the last load (the server's own, at start):
+    // "Buffer pool(s) load completed at 261130 15:40:00". Ours is done
+    // when the status is a completion other than that one, so it starts a
+    // second later than the last completion at least (the message has
+    // second precision).
+    let before = status_var(&mut d, "Innodb_buffer_pool_load_status").await?;
+    if before.contains("completed") {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
     sql::exec(&mut d, "SET GLOBAL innodb_buffer_pool_load_now = ON").await?;
-    let deadline = Instant::now() + Duration::from_secs(3600);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(3600);
     loop {
         let st = status_var(&mut d, "Innodb_buffer_pool_load_status").await?;
-        if st.contains("completed") || st.contains("Loaded") && st.contains('/') && is_full(&st) {
+        if st != before && (st.contains("completed") || st.contains("Loaded") && st.contains('/') && is_full(&st)) {
             break;
+        }
+        if st == before && started.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "buffer pool load on {} did not start within 60 s: the status still says '{st}'",
+                cluster.node(dst).name
+            );
         }
         if st.contains("rror") || st.contains("aborted") {
             bail!("buffer pool load on {} failed: {st}", cluster.node(dst).name);
