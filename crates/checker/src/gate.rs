@@ -296,9 +296,34 @@ pub async fn on_cluster(
     tables: Option<&[(String, String)]>,
     cfg: &GateCfg,
 ) -> Gate {
-    let replication = match cluster.admin(r).await {
+    on_servers(&cluster.admin_options(p), &cluster.admin_options(r), scans, tables, cfg).await
+}
+
+/// The gate on any primary and replica coldswap can log in to (a
+/// cluster's nodes, or the servers an external config names).
+pub async fn on_servers(
+    primary: &sqlx::mysql::MySqlConnectOptions,
+    replica: &sqlx::mysql::MySqlConnectOptions,
+    scans: Check,
+    tables: Option<&[(String, String)]>,
+    cfg: &GateCfg,
+) -> Gate {
+    let connect = |o: &sqlx::mysql::MySqlConnectOptions| {
+        let o = o.clone();
+        async move { sql::connect(&o, std::time::Duration::from_secs(10)).await }
+    };
+    let replication = match connect(replica).await {
         Ok(mut c) => {
-            let st = coldswap_db::replication::replica_status(&mut c, &cluster.node(r).dialect()).await;
+            let st = match sql::query_text(&mut c, "SELECT VERSION()").await {
+                Ok(v) => match v.as_deref().and_then(sql::parse_server_version) {
+                    Some((f, ver)) => {
+                        coldswap_db::replication::replica_status(&mut c, &coldswap_db::dialect::Dialect::new(f, ver))
+                            .await
+                    }
+                    None => Err(anyhow::anyhow!("cannot read the replica's server version {v:?}")),
+                },
+                Err(e) => Err(e),
+            };
             sql::close(c).await;
             match st {
                 Ok(s) => replication_check(s.as_ref(), cfg),
@@ -307,13 +332,16 @@ pub async fn on_cluster(
         }
         Err(e) => Check::not_checked("replication", format!("cannot reach the replica: {e:#}")),
     };
-    let pages = |i: usize| async move {
-        let mut c = cluster.admin(i).await?;
-        let r = cached_pages(&mut c, tables, cfg.max_pool_mib).await;
-        sql::close(c).await;
-        r
+    let pages = |o: &sqlx::mysql::MySqlConnectOptions| {
+        let c = connect(o);
+        async move {
+            let mut c = c.await?;
+            let r = cached_pages(&mut c, tables, cfg.max_pool_mib).await;
+            sql::close(c).await;
+            r
+        }
     };
-    let (coverage, rows) = match (pages(p).await, pages(r).await) {
+    let (coverage, rows) = match (pages(primary).await, pages(replica).await) {
         (Ok(pp), Ok(rp)) => coverage_check(&pp, &rp, cfg),
         (Err(e), _) => (Check::not_checked("hot_set_coverage", format!("on the primary: {e:#}")), vec![]),
         (_, Err(e)) => (Check::not_checked("hot_set_coverage", format!("on the replica: {e:#}")), vec![]),

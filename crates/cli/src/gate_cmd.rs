@@ -2,11 +2,20 @@
 
 use super::*;
 use coldswap_checker::gate::{self, Check, GateCfg};
+use coldswap_sql::MySqlConnectOptions;
+use std::time::Duration;
 
 #[derive(Args)]
 pub struct GateArgs {
     #[command(flatten)]
     run: RunDirArg,
+    /// Gate the primary and replica an external config names (external.toml)
+    /// instead of a cluster coldswap started.
+    #[arg(long)]
+    external: Option<PathBuf>,
+    /// With --external: allow servers off loopback.
+    #[arg(long)]
+    allow_remote: bool,
     /// The mix the promoted node will serve: lint (EXPLAIN) its statements
     /// for full scans. Without it, the primary's own digest table is read.
     #[arg(long)]
@@ -60,9 +69,21 @@ pub async fn run(a: GateArgs) -> Result<u8> {
             }
         }
     }
-    let cluster = Cluster::open(&a.run.run_dir)?;
-    let result = signals::interruptible(checks(&cluster, mix.as_ref(), background.as_deref(), &cfg)).await;
-    cluster.detach();
+    let result = match &a.external {
+        Some(path) => {
+            let ext = coldswap_db::external::External::load(path, a.allow_remote)?;
+            let (p, r) = (ext.options(false), ext.options(true));
+            signals::interruptible(checks(&p, &p, &r, mix.as_ref(), background.as_deref(), &cfg)).await
+        }
+        None => {
+            let cluster = Cluster::open(&a.run.run_dir)?;
+            let (pi, ri) = (cluster.primary_index()?, cluster.replica_index()?);
+            let (app, p, r) = (cluster.app_options(pi), cluster.admin_options(pi), cluster.admin_options(ri));
+            let result = signals::interruptible(checks(&app, &p, &r, mix.as_ref(), background.as_deref(), &cfg)).await;
+            cluster.detach();
+            result
+        }
+    };
     let g = result?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&g)?);
@@ -81,20 +102,20 @@ pub async fn run(a: GateArgs) -> Result<u8> {
 }
 
 async fn checks(
-    cluster: &Cluster,
+    app: &MySqlConnectOptions,
+    primary: &MySqlConnectOptions,
+    replica: &MySqlConnectOptions,
     mix: Option<&coldswap_client::Mix>,
     background: Option<&[String]>,
     cfg: &GateCfg,
 ) -> Result<gate::Gate> {
-    let p = cluster.primary_index()?;
-    let r = cluster.replica_index()?;
     // Full scans: lint of the mix, or the primary's digest table.
     let scans = match mix {
-        Some(m) => match lint(cluster, p, m, background).await {
+        Some(m) => match lint(app, primary, m, background).await {
             Ok(l) => gate::scans_from_lint(&l),
             Err(e) => Check::not_checked("full_scans", format!("{e:#}")),
         },
-        None => match cluster.admin(p).await {
+        None => match coldswap_sql::connect(primary, Duration::from_secs(10)).await {
             Ok(mut c) => {
                 let ch = gate::scans_from_digests(&mut c, cfg).await;
                 coldswap_sql::close(c).await;
@@ -105,22 +126,19 @@ async fn checks(
     };
     // Hot-set coverage over the mix's tables (or every user table).
     let tables = mix.map(|m| m.tables());
-    Ok(gate::on_cluster(cluster, p, r, scans, tables.as_deref(), cfg).await)
+    Ok(gate::on_servers(primary, replica, scans, tables.as_deref(), cfg).await)
 }
 
 /// lint of the mix on the primary, as the drill runs it before its load.
 async fn lint(
-    cluster: &Cluster,
-    p: usize,
+    app: &MySqlConnectOptions,
+    primary: &MySqlConnectOptions,
     mix: &coldswap_client::Mix,
     background: Option<&[String]>,
 ) -> Result<Vec<coldswap_checker::report::Lint>> {
-    let n = cluster.node(p);
-    let s = cluster.secrets();
-    let app = coldswap_sql::tcp_options(&n.host, n.port, &s.app_user, &s.app_password);
-    let counts = coldswap_client::run::check_against(mix, &app).await?;
+    let counts = coldswap_client::run::check_against(mix, app).await?;
     let gens = coldswap_client::gen::Generators::new(mix.generators.clone(), counts, 0);
-    let mut c = cluster.admin(p).await?;
+    let mut c = coldswap_sql::connect(primary, Duration::from_secs(10)).await?;
     coldswap_sql::exec(&mut c, &format!("USE `{}`", mix.database)).await?;
     let cold = coldswap_nemesis::ColdConfig::default();
     let l = coldswap_checker::lint::lint(

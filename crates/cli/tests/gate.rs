@@ -1,6 +1,7 @@
 //! Issue 20: `coldswap gate` on real servers: NO-GO on a replica just
 //! restored cold, GO once its buffer pool is loaded, NO-GO on a mix with the
-//! 2017 dispatcher's full scan.
+//! 2017 dispatcher's full scan; the same checks on servers named in an
+//! external config.
 
 mod common;
 use common::*;
@@ -44,6 +45,41 @@ fn a_cold_replica_is_no_go_until_warmed_and_a_full_scan_is_no_go() {
     let g = json(&out);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(check(&g, "hot_set_coverage")["value"].as_f64().unwrap() >= 80.0, "{out}");
+
+    // The same pair named in an external config, as a team names its
+    // staging servers: the same checks, the same verdict.
+    let (code, out, err) = run(&["cluster", "status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let st = json(&out);
+    let addr = |role: &str| {
+        st.as_array().unwrap().iter().find(|n| n["role"] == role).unwrap()["address"].as_str().unwrap().to_string()
+    };
+    let secrets = json(&std::fs::read_to_string(dir.join(".coldswap/cluster/secrets.json")).unwrap());
+    let (user, pw) = (secrets["admin_user"].as_str().unwrap(), secrets["admin_password"].as_str().unwrap());
+    std::fs::write(
+        dir.join("external.toml"),
+        format!(
+            "[primary]\naddress = \"{}\"\n[replica]\naddress = \"{}\"\n[credentials]\nuser = \"{user}\"\npassword_env = \"GATE_PW\"\n",
+            addr("primary"),
+            addr("replica")
+        ),
+    )
+    .unwrap();
+    let ext = std::process::Command::new(bin())
+        .args(["gate", "--external", "external.toml", "--json", "--mix", mix, "--background", "notify_schedules_fixed"])
+        .current_dir(&dir)
+        .env("COLDSWAP_LOG", "warn")
+        .env("GATE_PW", pw)
+        .output()
+        .unwrap();
+    let (eout, eerr) = (String::from_utf8_lossy(&ext.stdout), String::from_utf8_lossy(&ext.stderr));
+    assert_eq!(ext.status.code(), Some(0), "{eout}\n{eerr}");
+    let ge = json(&eout);
+    assert_eq!(ge["go"], true);
+    for name in ["replication", "full_scans", "hot_set_coverage"] {
+        assert_eq!(check(&ge, name)["checked"], true, "{eout}");
+    }
+    assert!(!eout.contains(pw) && !eerr.contains(pw), "the password leaked");
 
     // The 2017 mix (the dispatcher's full scan runs by default): NO-GO, named.
     let (code, out, _) = run(&["gate", "--mix", mix]);

@@ -188,9 +188,16 @@ impl External {
         }
     }
 
+    /// How coldswap logs in to the primary (or the replica): the config's
+    /// user, the password from its environment variable.
+    pub fn options(&self, replica: bool) -> sqlx::mysql::MySqlConnectOptions {
+        let a = self.addr(replica);
+        sql::tcp_options(&a.ip().to_string(), a.port(), &self.cfg.credentials.user, &self.password)
+    }
+
     async fn conn(&self, replica: bool) -> Result<MySqlConnection> {
         let a = self.addr(replica);
-        let o = sql::tcp_options(&a.ip().to_string(), a.port(), &self.cfg.credentials.user, &self.password);
+        let o = self.options(replica);
         sql::connect(&o, Duration::from_secs(10))
             .await
             .with_context(|| format!("cannot connect to the {} at {a}", if replica { "replica" } else { "primary" }))

@@ -21,9 +21,10 @@
 pub mod server;
 
 pub use server::{parse_server_version, Flavor, Version};
+pub use sqlx::mysql::MySqlConnectOptions;
 
 use anyhow::{anyhow, Context, Result};
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlRow};
+use sqlx::mysql::{MySqlConnection, MySqlRow};
 use sqlx::{ConnectOptions, Connection, Row};
 use std::path::Path;
 use std::time::Duration;
