@@ -18,14 +18,6 @@ const ROWS: u64 = 10_000;
 const THREADS: usize = 8;
 const SECS: u64 = 20;
 
-fn cpu_self() -> f64 {
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage into a local.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(ru.ru_utime) + t(ru.ru_stime)
-}
-
 pub async fn run(repo: &Path) -> Result<Vec<Figure>> {
     crate::which("sysbench")?;
     let dir = std::env::temp_dir().join(format!("coldswap-bench-load-{}", std::process::id()));
@@ -118,9 +110,9 @@ async fn ours(
     };
     let load = Load::prepare(mix, opts, cfg, rec.clone()).await?;
     rec.phase("run");
-    let c0 = cpu_self();
+    let c0 = coldswap_client::cpu::process_s();
     load.run().await?;
-    let cpu = cpu_self() - c0;
+    let cpu = coldswap_client::cpu::process_s() - c0;
     let res = rec.snapshot();
     let ph = res.phase("run").unwrap();
     let t = &ph.transactions[0];

@@ -132,6 +132,9 @@ pub fn markdown(r: &Report) -> String {
             w.overall.error_budget_burned_pct,
             w.cfg.slo_availability_pct
         );
+        if let Some(p) = &w.projection {
+            let _ = writeln!(s, "Projected: {}. Model: {}.\n", p.summary, p.model);
+        }
         for (name, t) in &w.transactions {
             let _ = writeln!(
                 s,
@@ -466,6 +469,9 @@ pub fn html(r: &Report) -> String {
             esc(&w.reference),
             esc(&w.cfg.describe())
         );
+        if let Some(p) = &w.projection {
+            let _ = write!(s, "<p><b>Projected</b>: {}. <small>Model: {}.</small></p>", esc(&p.summary), esc(&p.model));
+        }
         s.push_str("<table><tr><th class=\"l\">transaction</th><th>warm after</th><th>target p99</th><th>failed before</th><th class=\"l\"></th></tr>");
         for (name, t) in &w.transactions {
             let _ = write!(

@@ -34,11 +34,23 @@ pub struct WarmthCfg {
     /// The availability SLO whose 30-day error budget the failures before
     /// warmth are counted against, percent.
     pub slo_availability_pct: f64,
+    /// Project the time to warm to a dataset of this size: bytes ("500GiB",
+    /// "80 GB") of the tables the mix touches, or a multiple of the drill's
+    /// ("4x").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_size: Option<String>,
 }
 
 impl Default for WarmthCfg {
     fn default() -> Self {
-        WarmthCfg { bound: 2.0, floor_ms: 5.0, hold_s: 10, within_pct: 90.0, slo_availability_pct: 99.9 }
+        WarmthCfg {
+            bound: 2.0,
+            floor_ms: 5.0,
+            hold_s: 10,
+            within_pct: 90.0,
+            slo_availability_pct: 99.9,
+            project_size: None,
+        }
     }
 }
 
@@ -59,6 +71,9 @@ impl WarmthCfg {
         }
         if !(self.slo_availability_pct > 0.0 && self.slo_availability_pct < 100.0) {
             anyhow::bail!("warmth.slo_availability_pct must be between 0 and 100, not {}", self.slo_availability_pct);
+        }
+        if let Some(p) = &self.project_size {
+            ProjectSize::parse(p).map_err(|e| anyhow::anyhow!("warmth.project_size: {e}"))?;
         }
         Ok(())
     }
@@ -119,6 +134,144 @@ pub struct TimeToWarm {
     /// Timeline second at which the API was warm again (for the marker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warm_at_t: Option<f64>,
+    /// Bytes (data and indexes) of the tables the mix touches, as the drill
+    /// ran them: what a projection scales from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_bytes: Option<u64>,
+    /// The time to warm projected to another size (`project_size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<Projection>,
+}
+
+/// A dataset size to project to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ProjectSize {
+    /// Bytes.
+    Bytes(u64),
+    /// A multiple of the drill's own dataset.
+    Times(f64),
+}
+
+impl ProjectSize {
+    /// "500GiB", "80 GB", "1.5TiB", "123456" (bytes), "4x".
+    pub fn parse(s: &str) -> Result<ProjectSize, String> {
+        let t = s.trim();
+        let bad = || format!("'{s}': expected a size such as 500GiB, 80GB or 4x (a multiple of the drill's dataset)");
+        if let Some(x) = t.strip_suffix(['x', 'X']) {
+            let f: f64 = x.trim().parse().map_err(|_| bad())?;
+            return if f.is_finite() && f > 0.0 { Ok(ProjectSize::Times(f)) } else { Err(bad()) };
+        }
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let v: f64 = num.parse().map_err(|_| bad())?;
+        let mul: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1.0,
+            "k" | "kb" => 1e3,
+            "kib" => 1024.0,
+            "m" | "mb" => 1e6,
+            "mib" => 1024f64.powi(2),
+            "g" | "gb" => 1e9,
+            "gib" => 1024f64.powi(3),
+            "t" | "tb" => 1e12,
+            "tib" => 1024f64.powi(4),
+            _ => return Err(bad()),
+        };
+        let b = v * mul;
+        if !(b.is_finite() && b >= 1.0) {
+            return Err(bad());
+        }
+        Ok(ProjectSize::Bytes(b as u64))
+    }
+
+    /// In bytes, for a drill whose dataset was `measured` bytes.
+    pub fn bytes(&self, measured: u64) -> u64 {
+        match *self {
+            ProjectSize::Bytes(b) => b,
+            ProjectSize::Times(f) => (measured as f64 * f).round() as u64,
+        }
+    }
+}
+
+/// The time to warm, projected to another dataset size.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Projection {
+    /// The model, in words.
+    pub model: String,
+    /// The drill's dataset (tables the mix touches), bytes.
+    pub measured_dataset_bytes: u64,
+    /// The drill's time to warm, s (None: not warm within `measured_observed_s`).
+    pub measured_time_to_warm_s: Option<f64>,
+    /// The window the drill watched, s.
+    pub measured_observed_s: f64,
+    /// The size projected to, bytes.
+    pub target_dataset_bytes: u64,
+    /// target / measured.
+    pub factor: f64,
+    /// Projected time to warm, s; a lower bound when `at_least`.
+    pub time_to_warm_s: f64,
+    /// The drill was not warm within its window: the projection is a lower bound.
+    pub at_least: bool,
+    /// One line.
+    pub summary: String,
+}
+
+/// The projection's model, stated in the report.
+pub const PROJECTION_MODEL: &str = "time to warm grows in proportion to the data the mix's requests spread over: the same load on the same storage (first-touch latency, fetches in flight, hydration rate) must fetch a hot set that grows with the dataset, at the same pace, so T(target) = T(drill) x target bytes / drill bytes. Not modelled: a hot set that does not grow with the data (recent rows only), a buffer pool too small for the hot set, fixed delays after the switchover";
+
+/// "2 h 05 min", "9 min 10 s", "40 s".
+pub fn human_duration(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// "1.2 GiB", "512 MiB".
+pub fn human_bytes(b: u64) -> String {
+    let g = b as f64 / 1024f64.powi(3);
+    if g >= 1.0 {
+        format!("{g:.1} GiB")
+    } else {
+        format!("{:.0} MiB", b as f64 / 1024f64.powi(2))
+    }
+}
+
+/// Project the drill's overall time to warm to a dataset of `target` bytes.
+pub fn project(overall: &Warmth, measured_bytes: u64, target: u64) -> Option<Projection> {
+    if measured_bytes == 0 || target == 0 {
+        return None;
+    }
+    let factor = target as f64 / measured_bytes as f64;
+    let (base, at_least) = match overall.seconds {
+        Some(s) => (s, false),
+        None => (overall.observed_s, true),
+    };
+    let t = base * factor;
+    let summary = format!(
+        "{}{} to warm at {} of data (the drill: {} at {}{}; model: in proportion to the data)",
+        if at_least { "more than " } else { "" },
+        human_duration(t),
+        human_bytes(target),
+        match overall.seconds {
+            Some(s) => human_duration(s),
+            None => format!("not warm within {}", human_duration(overall.observed_s)),
+        },
+        human_bytes(measured_bytes),
+        if at_least { ", so the projection is a lower bound" } else { "" }
+    );
+    Some(Projection {
+        model: PROJECTION_MODEL.into(),
+        measured_dataset_bytes: measured_bytes,
+        measured_time_to_warm_s: overall.seconds,
+        measured_observed_s: overall.observed_s,
+        target_dataset_bytes: target,
+        factor,
+        time_to_warm_s: t,
+        at_least,
+        summary,
+    })
 }
 
 /// One second of a series: (t, requests, failures, p99 ms).
@@ -233,6 +386,8 @@ pub fn compute(
         warm_at_t: o.seconds.map(|s| switchover_t + s),
         overall: o,
         transactions,
+        dataset_bytes: None,
+        projection: None,
     }
 }
 
@@ -335,5 +490,27 @@ mod tests {
         let w = compute(&tl, 10.0, 40.0, 5.0, &base, 10.0, &WarmthCfg::default());
         assert_eq!(w.overall.seconds, Some(7.0), "two quiet seconds in ten are not warm for the API");
         assert_eq!(w.transactions["a"].seconds, Some(0.0), "quiet seconds are neutral for one transaction");
+    }
+
+    #[test]
+    fn sizes_parse_and_projections_scale_with_the_data() {
+        assert_eq!(ProjectSize::parse("500GiB"), Ok(ProjectSize::Bytes(500 * 1024 * 1024 * 1024)));
+        assert_eq!(ProjectSize::parse("80 GB"), Ok(ProjectSize::Bytes(80_000_000_000)));
+        assert_eq!(ProjectSize::parse("4x"), Ok(ProjectSize::Times(4.0)));
+        assert_eq!(ProjectSize::parse("4x").unwrap().bytes(1000), 4000);
+        for bad in ["", "big", "-3GiB", "0x", "5 parsecs"] {
+            assert!(ProjectSize::parse(bad).is_err(), "{bad}");
+        }
+        assert!(WarmthCfg { project_size: Some("lots".into()), ..Default::default() }.validate().is_err());
+        let warm = Warmth { seconds: Some(30.0), observed_s: 120.0, ..Default::default() };
+        let p = project(&warm, 1 << 30, 4 << 30).unwrap();
+        assert_eq!((p.factor, p.time_to_warm_s, p.at_least), (4.0, 120.0, false));
+        assert!(p.summary.starts_with("2 min 00 s to warm at 4.0 GiB"), "{}", p.summary);
+        // Not warm in the drill: a lower bound, said so.
+        let cold = Warmth { seconds: None, observed_s: 120.0, ..Default::default() };
+        let p = project(&cold, 1 << 30, 500 << 30).unwrap();
+        assert!(p.at_least && p.time_to_warm_s == 60_000.0);
+        assert!(p.summary.starts_with("more than 16 h 40 min"), "{}", p.summary);
+        assert!(project(&warm, 0, 1).is_none());
     }
 }

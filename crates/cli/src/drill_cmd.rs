@@ -49,6 +49,17 @@ pub struct DrillArgs {
     cold: Option<String>,
     #[arg(long)]
     warm: Option<String>,
+    /// Progress while it runs: auto (a live line on a terminal, plain lines
+    /// elsewhere), terminal, lines or off.
+    #[arg(long)]
+    status: Option<String>,
+    /// Seconds between plain status lines (10).
+    #[arg(long)]
+    status_every_s: Option<u64>,
+    /// Project the time to warm to this size of the tables the mix touches
+    /// (500GiB), or a multiple of the drill's (4x).
+    #[arg(long)]
+    project_size: Option<String>,
     /// The restored volume as a named case: lazy-restore, lazy-restore-hydrating,
     /// initialized or fast-restore (--latency and --storage-concurrency change one of its knobs).
     #[arg(long)]
@@ -90,6 +101,9 @@ pub async fn run(mut a: DrillArgs) -> Result<u8> {
     let source = text.as_deref().map(|t| (config.as_path(), t));
     let o = coldswap_drill::run(cfg, source).await?;
     print!("{}", coldswap_drill::summary(&o));
+    if let Err(e) = coldswap_checker::github::publish(&o.report) {
+        eprintln!("coldswap: {e:#}");
+    }
     if let Some(e) = &o.error {
         eprintln!("coldswap: drill incomplete: {e}");
     }
@@ -163,6 +177,15 @@ fn build_config(a: DrillArgs) -> Result<(DrillConfig, Option<String>)> {
     if let Some(v) = a.warm {
         cfg.phases.warm = v;
     }
+    if let Some(v) = a.status {
+        cfg.status = v;
+    }
+    if let Some(v) = a.status_every_s {
+        cfg.status_every_s = v;
+    }
+    if let Some(v) = a.project_size {
+        cfg.warmth.project_size = Some(v);
+    }
     if let Some(v) = a.storage_profile {
         cfg.storage.profile = Some(v);
     }
@@ -214,6 +237,13 @@ pub struct CapacityArgs {
     step_factor: Option<f64>,
     #[arg(long)]
     max_steps: Option<usize>,
+    /// Warm steps at most (up until the SLO breaks or the generator saturates).
+    #[arg(long)]
+    warm_max_steps: Option<usize>,
+    /// Times since the switchover to search the cold capacity again, on
+    /// one restore: 1m,5m,15m ("none" for the first step only).
+    #[arg(long, value_delimiter = ',')]
+    since_switchover: Option<Vec<String>>,
     /// How long each step runs (20s).
     #[arg(long)]
     step: Option<String>,
@@ -246,6 +276,12 @@ pub async fn capacity(mut a: CapacityArgs) -> Result<u8> {
     if let Some(v) = a.max_steps {
         c.max_steps = v;
     }
+    if let Some(v) = a.warm_max_steps {
+        c.warm_max_steps = v;
+    }
+    if let Some(v) = a.since_switchover {
+        c.since_switchover = if v.iter().any(|x| x == "none") { vec![] } else { v };
+    }
     if let Some(v) = a.step {
         c.step = v;
     }
@@ -258,15 +294,29 @@ pub async fn capacity(mut a: CapacityArgs) -> Result<u8> {
     let o = coldswap_drill::capacity::capacity(cfg).await?;
     println!("\n{}", o.report.summary);
     for k in [("warm", &o.report.knee.warm), ("cold", &o.report.knee.cold)] {
-        match k.1.first_failed_rate {
-            Some(f) => println!(
+        match (k.1.first_failed_rate, k.1.stopped_by.as_str()) {
+            (Some(f), _) => println!(
                 "  {}: SLO met up to {:.0} req/s, broken at {f:.0} ({})",
                 k.0,
                 k.1.last_ok_rate,
                 k.1.broken_by.join(", ")
             ),
-            None => println!("  {}: SLO met at every step, up to {:.0} req/s", k.0, k.1.last_ok_rate),
+            (None, "generator") => {
+                println!("  {}: SLO met up to {:.0} req/s, then the load generator saturated", k.0, k.1.last_ok_rate)
+            }
+            (None, _) => println!("  {}: SLO met at every step, up to {:.0} req/s", k.0, k.1.last_ok_rate),
         }
+    }
+    for a in &o.report.cold_over_time {
+        println!(
+            "  cold {:>5.0} s after the switchover: {}{:.0} req/s",
+            a.since_switchover_s,
+            if a.at_least { ">= " } else { "" },
+            a.capacity_per_s
+        );
+    }
+    if let Some(g) = &o.report.generator_limit {
+        println!("  load generator saturated: {g}");
     }
     println!("report: {}/capacity.html (and capacity.json, capacity.md)", o.dir.display());
     if let Some(e) = &o.error {

@@ -54,6 +54,13 @@ pub struct LoadArgs {
     /// Background jobs to run (default: those enabled in the mix); "none" for none.
     #[arg(long, value_delimiter = ',')]
     background: Option<Vec<String>>,
+    /// Progress while it runs: auto (a live line on a terminal, plain
+    /// lines elsewhere), terminal, lines or off.
+    #[arg(long, default_value = "auto")]
+    status: String,
+    /// Seconds between plain status lines.
+    #[arg(long, default_value_t = 10)]
+    status_every_s: u64,
     /// host:port targets: the user to log in as.
     #[arg(long)]
     user: Option<String>,
@@ -203,7 +210,11 @@ pub async fn run(a: LoadArgs) -> Result<u8> {
     let recorder = Arc::new(Recorder::new());
     let load = Load::prepare(mix, opts, cfg, recorder.clone()).await?;
     recorder.phase("run");
+    let mode = coldswap_drill::status::Mode::from_setting(&a.status, a.status_every_s)?;
+    let planned = vec![("run".to_string(), duration.as_secs_f64())];
+    let status = coldswap_drill::status::Status::start(mode, recorder.clone(), planned, None);
     let r = signals::interruptible(load.run()).await;
+    drop(status);
     if let Some(f) = follower {
         f.abort();
     }

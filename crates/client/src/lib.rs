@@ -7,6 +7,7 @@
 //!   retries) and the failure classes.
 //! * [`proxy`]: the swappable endpoint.
 //! * [`run`]: goose drives the users; closed and open models; background jobs.
+//! * [`cpu`]: the process's and the host's CPU use over an interval.
 //! * [`stats`]: HDR histograms per phase and transaction, per-second timeline.
 //!
 //! Used alone, against any server holding the mix's tables:
@@ -33,6 +34,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cpu;
 pub mod gen;
 pub mod mix;
 pub mod proxy;

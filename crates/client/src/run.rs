@@ -463,7 +463,9 @@ async fn run_transaction(ctx: &Ctx, i: usize, user: &mut GooseUser) -> Transacti
             // lateness is ours, not the database's (it read as a 1.1 ms p50
             // for 0.11 ms point selects), so the clock starts on waking.
             tokio::time::sleep_until(at.into()).await;
-            (Instant::now(), Some(full))
+            let now = Instant::now();
+            ctx.recorder.sent_late(now - at);
+            (now, Some(full))
         }
         Some(at) => {
             // Behind schedule (the user's last request ran past this one's

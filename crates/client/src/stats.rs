@@ -98,6 +98,11 @@ struct Inner {
 pub struct Recorder {
     start: Instant,
     inner: Mutex<Inner>,
+    /// How late the open model's sends left against their schedule (us),
+    /// for requests whose user was idle and waiting for their arrival: a
+    /// load generator starved of CPU sends late, a slow database does not
+    /// make this late (its delay is the request's latency).
+    late: Mutex<Histogram<u64>>,
 }
 
 /// One request's outcome, as recorded.
@@ -386,7 +391,23 @@ impl Recorder {
                 ledger: Vec::new(),
                 events: Vec::new(),
             }),
+            late: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("histogram bounds")),
         }
+    }
+
+    /// An open-model send left `late` after its scheduled arrival.
+    pub fn sent_late(&self, late: Duration) {
+        let us = (late.as_micros() as u64).clamp(1, 3_600_000_000);
+        let _ = self.late.lock().unwrap().record(us);
+    }
+
+    /// Sends counted since the last call, and how late their 99th percentile
+    /// left, ms; the count starts again.
+    pub fn take_send_lateness(&self) -> (u64, f64) {
+        let mut h = self.late.lock().unwrap();
+        let out = (h.len(), if h.is_empty() { 0.0 } else { ms(h.value_at_quantile(0.99)) });
+        h.reset();
+        out
     }
 
     /// Seconds since the recorder started.
@@ -425,6 +446,18 @@ impl Recorder {
     pub fn event(&self, name: &str, detail: &str) {
         let t = self.elapsed();
         self.inner.lock().unwrap().events.push(Event { t, name: name.to_string(), detail: detail.to_string() });
+    }
+
+    /// For a live view: the phase running, the last whole second, and the
+    /// events from index `from` on.
+    pub fn tail(&self, from: usize) -> (String, Option<SecondSummary>, Vec<Event>) {
+        let now = self.start.elapsed().as_secs();
+        let mut g = self.inner.lock().unwrap();
+        roll(&mut g, now);
+        let phase = g.phases.last().map(|p| p.name.clone()).unwrap_or_default();
+        let last = g.seconds.last().cloned();
+        let events = g.events.get(from..).map(|e| e.to_vec()).unwrap_or_default();
+        (phase, last, events)
     }
 
     /// Note a write the server acknowledged (the write ledger's id).

@@ -45,6 +45,29 @@ pub struct StepResult {
     pub p99_ms: f64,
     /// Whether both p99 and errors were within the SLO.
     pub met_slo: bool,
+    /// Seconds from the restore (the switchover) to the step's start, for
+    /// cold steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_switchover_s: Option<f64>,
+    /// The checkpoint (time since the switchover, s) a "cold-later" step
+    /// searched for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_s: Option<u64>,
+    /// 99th percentile of how late the generator's sends left their
+    /// schedule, ms (a generator short of CPU sends late).
+    #[serde(default)]
+    pub send_late_p99_ms: f64,
+    /// The load process's CPU, percent of one core.
+    #[serde(default)]
+    pub generator_cpu_pct: f64,
+    /// The host's CPU busy, percent of all its cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_busy_pct: Option<f64>,
+    /// The generator could not deliver the rate: its sends left late, or
+    /// it sent too few while the database met the SLO. Such a step says
+    /// nothing about the database.
+    #[serde(default)]
+    pub generator_saturated: bool,
 }
 
 /// Where the SLO broke in one state.
@@ -56,6 +79,11 @@ pub struct Knee {
     pub first_failed_rate: Option<f64>,
     /// What broke: "p99" or "errors" (or both).
     pub broken_by: Vec<String>,
+    /// Why the search stopped: "slo" (the knee was found), "generator"
+    /// (the load generator saturated before the SLO broke: the capacity is
+    /// a lower bound) or "step_limit" (neither within the steps allowed).
+    #[serde(default)]
+    pub stopped_by: String,
 }
 
 /// What `coldswap capacity` writes (capacity.json).
@@ -84,8 +112,31 @@ pub struct CapacityReport {
     pub headroom_pct: Option<f64>,
     /// Where the SLO broke, each state.
     pub knee: KneeBoth,
+    /// Cold capacity against time since the switchover: at 0 (each step on
+    /// a fresh restore), then at each checkpoint of one restore.
+    #[serde(default)]
+    pub cold_over_time: Vec<CapacityAt>,
+    /// When the load generator saturated before the warm SLO broke: its
+    /// own figures at that step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_limit: Option<String>,
     /// One line a planner can quote.
     pub summary: String,
+}
+
+/// The cold capacity at one time since the switchover.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CapacityAt {
+    /// Seconds from the restore to the first step of this checkpoint.
+    pub since_switchover_s: f64,
+    /// Highest rate that met the SLO, requests/s (0: none did).
+    pub capacity_per_s: f64,
+    /// True when every step tried met the SLO: the capacity is at least this.
+    pub at_least: bool,
+    /// Share of the warm capacity, percent.
+    pub of_warm_pct: Option<f64>,
+    /// How the figure was found.
+    pub method: String,
 }
 
 /// The service-level objective of a capacity search.
@@ -131,23 +182,41 @@ pub fn phase_totals(p: &PhaseResult) -> (u64, u64, f64, f64) {
 }
 
 /// The knee of one state's steps: the highest rate that met the SLO and
-/// the lowest rate above it that broke it (steps may go up or down).
+/// the lowest rate above it that broke it (steps may go up or down). Steps
+/// the generator could not deliver count for neither.
 pub fn knee(steps: &[&StepResult], slo: &Slo) -> Knee {
-    let last_ok = steps.iter().filter(|s| s.met_slo).map(|s| s.rate).fold(0.0, f64::max);
-    let failed = steps.iter().filter(|s| !s.met_slo && s.rate > last_ok).min_by(|a, b| a.rate.total_cmp(&b.rate));
-    match failed {
-        Some(s) => {
-            let mut why = Vec::new();
-            if s.p99_ms > slo.p99_ms {
-                why.push("p99".to_string());
-            }
-            if s.error_pct > slo.error_pct || s.requests == 0 {
-                why.push("errors".to_string());
-            }
-            Knee { last_ok_rate: last_ok, first_failed_rate: Some(s.rate), broken_by: why }
+    let valid = || steps.iter().filter(|s| !s.generator_saturated);
+    let last_ok = valid().filter(|s| s.met_slo).map(|s| s.rate).fold(0.0, f64::max);
+    let failed = valid().filter(|s| !s.met_slo && s.rate > last_ok).min_by(|a, b| a.rate.total_cmp(&b.rate));
+    let saturated = steps.iter().filter(|s| s.generator_saturated && s.rate > last_ok).map(|s| s.rate).reduce(f64::min);
+    let stopped_by = match (failed, saturated) {
+        (_, Some(g)) if failed.is_none_or(|f| g <= f.rate) => "generator",
+        (Some(_), _) => "slo",
+        _ => "step_limit",
+    };
+    let mut why = Vec::new();
+    if let (Some(s), "slo") = (failed, stopped_by) {
+        if s.p99_ms > slo.p99_ms {
+            why.push("p99".to_string());
         }
-        None => Knee { last_ok_rate: last_ok, first_failed_rate: None, broken_by: vec![] },
+        if s.error_pct > slo.error_pct || s.requests == 0 {
+            why.push("errors".to_string());
+        }
     }
+    Knee {
+        last_ok_rate: last_ok,
+        first_failed_rate: if stopped_by == "slo" { failed.map(|s| s.rate) } else { None },
+        broken_by: why,
+        stopped_by: stopped_by.to_string(),
+    }
+}
+
+/// Whether a step's load was the generator's limit rather than the
+/// database's: sends late by more than a tenth of the SLO's p99 (at least
+/// 10 ms; tokio's timer alone is 1-2 ms late), or fewer than 85 % of the
+/// requests sent while the database met the SLO.
+pub fn generator_saturated(rate: f64, achieved: f64, send_late_p99_ms: f64, met_slo: bool, slo: &Slo) -> bool {
+    send_late_p99_ms > (slo.p99_ms * 0.1).max(10.0) || (met_slo && achieved < 0.85 * rate)
 }
 
 /// Capacities, ratio and headroom from the steps.
@@ -195,18 +264,43 @@ pub async fn capacity(cfg: DrillConfig) -> Result<CapacityOutcome> {
     let interrupted = signals::received();
     let (w, c, ratio, headroom, knee) = conclude(&steps, &slo);
     let complete = body.is_ok() && interrupted.is_none();
-    let at_least = |k: &Knee| if k.first_failed_rate.is_none() { "at least " } else { "" };
+    let step_s = step_d.as_secs_f64();
+    let cold_over_time = over_time(&steps, &slo, w, step_s);
+    let generator_limit = generator_limit(&steps);
+    let at_least = |k: &Knee| if k.stopped_by != "slo" { "at least " } else { "" };
     let summary = match ratio {
-        Some(r) => format!(
-            "warm capacity {}{w:.0} req/s, cold {}{c:.0} req/s ({:.0}% of warm): keep {:.0}% headroom at peak to survive a cold switchover (SLO p99 <= {:.0} ms, errors <= {:.1}%, over {} steps)",
-            at_least(&knee.warm),
-            at_least(&knee.cold),
-            r * 100.0,
-            headroom.unwrap_or(0.0),
-            slo.p99_ms,
-            slo.error_pct,
-            cfg.capacity.step
-        ),
+        Some(r) => {
+            let mut s = format!(
+                "warm capacity {}{w:.0} req/s, cold {}{c:.0} req/s ({:.0}% of warm): keep {:.0}% headroom at peak to survive a cold switchover (SLO p99 <= {:.0} ms, errors <= {:.1}%, steps of {})",
+                at_least(&knee.warm),
+                at_least(&knee.cold),
+                r * 100.0,
+                headroom.unwrap_or(0.0),
+                slo.p99_ms,
+                slo.error_pct,
+                cfg.capacity.step
+            );
+            if cold_over_time.len() > 1 {
+                let later: Vec<String> = cold_over_time[1..]
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "{}{:.0} at {}",
+                            if a.at_least { ">=" } else { "" },
+                            a.capacity_per_s,
+                            age(a.since_switchover_s)
+                        )
+                    })
+                    .collect();
+                let _ = write!(s, "; cold capacity later: {} req/s", later.join(", "));
+            }
+            if knee.warm.stopped_by == "generator" {
+                s.push_str(
+                    "; the load generator saturated before the warm SLO broke, so the warm figure is a lower bound",
+                );
+            }
+            s
+        }
         None => format!("the warm database did not meet the SLO even at {:.0} req/s", cfg.capacity.start_rate),
     };
     let report = CapacityReport {
@@ -221,6 +315,8 @@ pub async fn capacity(cfg: DrillConfig) -> Result<CapacityOutcome> {
         ratio,
         headroom_pct: headroom,
         knee,
+        cold_over_time,
+        generator_limit,
         summary,
     };
     write_reports(&report, &dir)?;
@@ -230,6 +326,79 @@ pub async fn capacity(cfg: DrillConfig) -> Result<CapacityOutcome> {
         (None, Ok(())) => 0,
     };
     Ok(CapacityOutcome { report, dir, exit_code, error: body.err().map(|e| format!("{e:#}").replace('\n', " ")) })
+}
+
+/// What every step of a search shares.
+struct Stepper<'a> {
+    cfg: &'a DrillConfig,
+    mix: &'a coldswap_client::Mix,
+    host: String,
+    port: u16,
+    secrets: coldswap_db::Secrets,
+    slo: Slo,
+}
+
+impl Stepper<'_> {
+    /// Run the load at `rate` for `d` and measure it; `since`: the restore
+    /// the step's age counts from.
+    async fn step(&self, rate: f64, state: &str, d: Duration, since: Option<std::time::Instant>) -> Result<StepResult> {
+        let app = coldswap_sql::tcp_options(&self.host, self.port, &self.secrets.app_user, &self.secrets.app_password);
+        let rec = Arc::new(Recorder::new());
+        rec.phase(state);
+        let lcfg = LoadConfig {
+            users: self.cfg.load.users,
+            model: Model::Open { rate_per_s: rate },
+            hatch_rate: 0.0,
+            duration: Some(d),
+            tier: self.cfg.api.clone(),
+            background: self.cfg.load.background.clone(),
+            shard: (0, 1),
+            seed: self.cfg.load.seed,
+        };
+        let age = since.map(|t| t.elapsed().as_secs_f64());
+        let load = Load::prepare(self.mix.clone(), app, lcfg, rec.clone()).await?;
+        let mode = crate::status::Mode::from_setting(&self.cfg.status, self.cfg.status_every_s)?;
+        let _status = crate::status::Status::start(mode, rec.clone(), vec![(state.to_string(), d.as_secs_f64())], None);
+        let meter = coldswap_client::cpu::Meter::start();
+        signals::interruptible(load.run()).await?;
+        let usage = meter.read();
+        let (_, late) = rec.take_send_lateness();
+        let snap = rec.snapshot();
+        let ph = snap.phase(state).cloned().context("no results for the step")?;
+        let (n, e, p50, p99) = phase_totals(&ph);
+        let error_pct = if n == 0 { 100.0 } else { e as f64 * 100.0 / n as f64 };
+        let achieved = n as f64 / ph.duration_s().max(1e-9);
+        let met_slo = n > 0 && p99 <= self.slo.p99_ms && error_pct <= self.slo.error_pct;
+        Ok(StepResult {
+            state: state.to_string(),
+            rate,
+            achieved_per_s: achieved,
+            requests: n,
+            errors: e,
+            error_pct,
+            p50_ms: p50,
+            p99_ms: p99,
+            met_slo,
+            since_switchover_s: age,
+            checkpoint_s: None,
+            send_late_p99_ms: late,
+            generator_cpu_pct: usage.process_pct,
+            host_busy_pct: usage.host_busy_pct,
+            generator_saturated: generator_saturated(rate, achieved, late, met_slo, &self.slo),
+        })
+    }
+}
+
+/// The rates a search tries after a first step at `rate`: up by the
+/// factor while the SLO holds; when the first step already breaks it,
+/// down (divided by the factor) until it holds.
+fn next_rate(first: &StepResult, last: &StepResult, factor: f64) -> Option<f64> {
+    let down = !first.met_slo;
+    match (down, last.met_slo) {
+        (false, true) => Some((last.rate * factor).round()),
+        (true, false) if last.rate / factor >= 1.0 => Some((last.rate / factor).round()),
+        _ => None,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -255,94 +424,156 @@ async fn search(
     signals::interruptible(cluster.seed(cfg.data.scale, false, &|_| {})).await?;
     let p = cluster.primary_index()?;
     *version = cluster.node(p).version_string.clone();
-    let s = cluster.secrets().clone();
     let ccfg = cfg.cold_config()?;
-    let rates = cfg.capacity.rates();
-    let (host, port) = (cluster.node(p).host.clone(), cluster.node(p).port);
-    let run_step = |rate: f64, state: &'static str| {
-        let mix = mix.clone();
-        let host = host.clone();
-        let s = s.clone();
-        let cfg = cfg.clone();
-        async move {
-            let app = coldswap_sql::tcp_options(&host, port, &s.app_user, &s.app_password);
-            let rec = Arc::new(Recorder::new());
-            rec.phase(state);
-            let lcfg = LoadConfig {
-                users: cfg.load.users,
-                model: Model::Open { rate_per_s: rate },
-                hatch_rate: 0.0,
-                duration: Some(step_d),
-                tier: cfg.api.clone(),
-                background: cfg.load.background.clone(),
-                shard: (0, 1),
-                seed: cfg.load.seed,
-            };
-            let load = Load::prepare(mix, app, lcfg, rec.clone()).await?;
-            signals::interruptible(load.run()).await?;
-            let snap = rec.snapshot();
-            let ph = snap.phase(state).cloned().context("no results for the step")?;
-            let (n, e, p50, p99) = phase_totals(&ph);
-            let error_pct = if n == 0 { 100.0 } else { e as f64 * 100.0 / n as f64 };
-            Ok::<StepResult, anyhow::Error>(StepResult {
-                state: state.to_string(),
-                rate,
-                achieved_per_s: n as f64 / ph.duration_s().max(1e-9),
-                requests: n,
-                errors: e,
-                error_pct,
-                p50_ms: p50,
-                p99_ms: p99,
-                met_slo: n > 0 && p99 <= cfg.capacity.slo_p99_ms && error_pct <= cfg.capacity.slo_error_pct,
-            })
-        }
+    let caps = &cfg.capacity;
+    let st = Stepper {
+        cfg,
+        mix,
+        host: cluster.node(p).host.clone(),
+        port: cluster.node(p).port,
+        secrets: cluster.secrets().clone(),
+        slo: slo.clone(),
     };
     // Warm: one unrecorded step at the first rate brings the buffer pool to
-    // its steady state, then the steps.
-    tracing::info!("capacity: warming up at {:.0} req/s for {} s", rates[0], step_d.as_secs());
-    run_step(rates[0], "warmup").await?;
-    for &rate in &rates {
-        let r = run_step(rate, "warm").await?;
+    // its steady state, then up by the factor until the SLO breaks or the
+    // generator cannot deliver the rate (then the capacity is a lower bound).
+    tracing::info!("capacity: warming up at {:.0} req/s for {} s", caps.start_rate, step_d.as_secs());
+    st.step(caps.start_rate, "warmup", step_d, None).await?;
+    let mut rate = caps.start_rate;
+    for _ in 0..caps.warm_max_steps {
+        let r = st.step(rate, "warm", step_d, None).await?;
         log_step(&r, slo);
-        let ok = r.met_slo;
+        let go_on = r.met_slo && !r.generator_saturated;
         steps.push(r);
-        if !ok {
+        if !go_on {
             break;
         }
+        rate = (rate * caps.step_factor).round();
     }
-    // Cold: every step on a fresh restore with an empty buffer pool. Up
-    // from the first rate while the SLO holds; when the first rate already
-    // breaks it, down (divided by the factor) until it holds, to find the knee.
-    let mut cold_rates: Vec<f64> = rates.clone();
-    let mut down = false;
-    let mut i = 0;
-    while i < cold_rates.len() && i < 2 * cfg.capacity.max_steps {
-        let rate = cold_rates[i];
-        i += 1;
+    // Cold at the switchover: every step on a fresh restore with an empty
+    // buffer pool, so each measures the first step after a promotion.
+    let mut first: Option<StepResult> = None;
+    let mut rate = Some(caps.start_rate);
+    let mut n = 0;
+    while let Some(r0) = rate {
+        if n >= caps.max_steps {
+            break;
+        }
+        n += 1;
         {
             let cluster = cluster_slot.as_mut().unwrap();
             cold::make_cold(cluster, p, &ccfg, true).await.context("restarting the primary on a fresh restore")?;
         }
-        let r = run_step(rate, "cold").await?;
+        let t0 = std::time::Instant::now();
+        let r = st.step(r0, "cold", step_d, Some(t0)).await?;
         log_step(&r, slo);
-        let ok = r.met_slo;
+        let f = first.get_or_insert_with(|| r.clone());
+        rate = if r.generator_saturated { None } else { next_rate(f, &r, caps.step_factor) };
         steps.push(r);
-        if i == 1 && !ok {
-            down = true;
-            let mut lower = Vec::new();
-            let mut x = rate / cfg.capacity.step_factor;
-            while x >= 1.0 && lower.len() < cfg.capacity.max_steps {
-                lower.push(x.round());
-                x /= cfg.capacity.step_factor;
-            }
-            cold_rates = std::iter::once(rate).chain(lower).collect();
-            continue;
+    }
+    // Cold over time: one more restore; between checkpoints the load runs
+    // at the highest rate that last met the SLO (what a team shedding load
+    // to the cold capacity would serve); at each checkpoint the search
+    // starts from that rate.
+    let checkpoints = caps.checkpoints()?;
+    if checkpoints.is_empty() {
+        return Ok(());
+    }
+    let cold0 = knee(&steps.iter().filter(|s| s.state == "cold").collect::<Vec<_>>(), slo).last_ok_rate;
+    let lowest = steps.iter().filter(|s| s.state == "cold").map(|s| s.rate).fold(caps.start_rate, f64::min);
+    let mut held = if cold0 > 0.0 { cold0 } else { lowest };
+    {
+        let cluster = cluster_slot.as_mut().unwrap();
+        cold::make_cold(cluster, p, &ccfg, true).await.context("restarting the primary on a fresh restore")?;
+    }
+    let t0 = std::time::Instant::now();
+    for at in checkpoints {
+        let age = t0.elapsed();
+        if age + Duration::from_millis(500) < at {
+            tracing::info!("capacity: cold, serving {held:.0} req/s until {} s after the restore", at.as_secs());
+            st.step(held, "cold-fill", at - age, Some(t0)).await?;
         }
-        if down == ok {
-            break;
+        let mut first: Option<StepResult> = None;
+        let mut rate = Some(held);
+        let mut n = 0;
+        while let Some(r0) = rate {
+            if n >= caps.max_steps {
+                break;
+            }
+            n += 1;
+            let mut r = st.step(r0, "cold-later", step_d, Some(t0)).await?;
+            r.checkpoint_s = Some(at.as_secs());
+            log_step(&r, slo);
+            let f = first.get_or_insert_with(|| r.clone());
+            rate = if r.generator_saturated { None } else { next_rate(f, &r, caps.step_factor) };
+            if r.met_slo && !r.generator_saturated {
+                held = r.rate;
+            }
+            steps.push(r);
         }
     }
     Ok(())
+}
+
+/// "45 s", "5 min".
+fn age(s: f64) -> String {
+    if s >= 120.0 {
+        format!("{:.0} min", s / 60.0)
+    } else {
+        format!("{s:.0} s")
+    }
+}
+
+/// The generator's own figures at the first step it could not deliver.
+pub fn generator_limit(steps: &[StepResult]) -> Option<String> {
+    let s = steps.iter().find(|s| s.generator_saturated)?;
+    Some(format!(
+        "{} at {:.0} req/s: {:.0} req/s sent, sends p99 {:.1} ms behind schedule, the generator at {:.0}% of a core, the host {} busy; a load generator on another host would go further",
+        s.state,
+        s.rate,
+        s.achieved_per_s,
+        s.send_late_p99_ms,
+        s.generator_cpu_pct,
+        s.host_busy_pct.map(|b| format!("{b:.0}%")).unwrap_or_else(|| "?".into())
+    ))
+}
+
+/// Cold capacity at each time since the switchover, from the steps.
+pub fn over_time(steps: &[StepResult], slo: &Slo, warm: f64, step_s: f64) -> Vec<CapacityAt> {
+    let of_warm = |c: f64| if warm > 0.0 { Some(c * 100.0 / warm) } else { None };
+    let mut out = Vec::new();
+    let cold: Vec<&StepResult> = steps.iter().filter(|s| s.state == "cold").collect();
+    if !cold.is_empty() {
+        let k = knee(&cold, slo);
+        out.push(CapacityAt {
+            since_switchover_s: 0.0,
+            capacity_per_s: k.last_ok_rate,
+            at_least: k.stopped_by != "slo",
+            of_warm_pct: of_warm(k.last_ok_rate),
+            method: format!("each step of {step_s:.0} s on a fresh restore"),
+        });
+    }
+    // The later checkpoints, in order.
+    let mut groups: Vec<Vec<&StepResult>> = Vec::new();
+    for s in steps.iter().filter(|s| s.state == "cold-later") {
+        match groups.last_mut() {
+            Some(g) if g[0].checkpoint_s == s.checkpoint_s => g.push(s),
+            _ => groups.push(vec![s]),
+        }
+    }
+    for g in groups {
+        let k = knee(&g, slo);
+        out.push(CapacityAt {
+            since_switchover_s: g[0].since_switchover_s.unwrap_or(0.0),
+            capacity_per_s: k.last_ok_rate,
+            at_least: k.stopped_by != "slo",
+            of_warm_pct: of_warm(k.last_ok_rate),
+            method: format!(
+                "one restore; the load served the last rate that held until this checkpoint, then steps of {step_s:.0} s"
+            ),
+        });
+    }
+    out
 }
 
 fn log_step(r: &StepResult, slo: &Slo) {
@@ -372,27 +603,136 @@ pub fn markdown(r: &CapacityReport) -> String {
     if !r.complete {
         let _ = writeln!(s, "**Incomplete run**: the search stopped early.\n");
     }
-    let _ = writeln!(s, "| {} |\n|{}", COLUMNS.join(" | "), "---|".repeat(COLUMNS.len()));
+    if let Some(g) = &r.generator_limit {
+        let _ = writeln!(s, "**Load generator saturated**: {g}.\n");
+    }
+    if !r.cold_over_time.is_empty() {
+        let _ = writeln!(
+            s,
+            "## Cold capacity since the switchover\n\n| since switchover | capacity req/s | of warm | how |\n|---|---|---|---|"
+        );
+        for a in &r.cold_over_time {
+            let _ = writeln!(s, "| {} |", at_cells(a).join(" | "));
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(s, "## Steps\n\n| {} |\n|{}", COLUMNS.join(" | "), "---|".repeat(COLUMNS.len()));
     for x in &r.steps {
         let _ = writeln!(s, "| {} |", cells(x).join(" | "));
     }
     s
 }
 
-/// The steps table's columns, and one step's cells (markdown and HTML alike).
-const COLUMNS: [&str; 8] = ["state", "rate/s", "achieved/s", "requests", "errors %", "p50 ms", "p99 ms", "SLO"];
+fn at_cells(a: &CapacityAt) -> [String; 4] {
+    [
+        age(a.since_switchover_s),
+        format!("{}{:.0}", if a.at_least { ">= " } else { "" }, a.capacity_per_s),
+        a.of_warm_pct.map(|p| format!("{p:.0}%")).unwrap_or_else(|| "-".into()),
+        a.method.clone(),
+    ]
+}
 
-fn cells(x: &StepResult) -> [String; 8] {
+/// The steps table's columns, and one step's cells (markdown and HTML alike).
+const COLUMNS: [&str; 11] = [
+    "state",
+    "since switchover s",
+    "rate/s",
+    "achieved/s",
+    "requests",
+    "errors %",
+    "p50 ms",
+    "p99 ms",
+    "SLO",
+    "sends late p99 ms",
+    "generator CPU %",
+];
+
+fn cells(x: &StepResult) -> [String; 11] {
     [
         x.state.clone(),
+        x.since_switchover_s.map(|a| format!("{a:.0}")).unwrap_or_else(|| "-".into()),
         format!("{:.0}", x.rate),
         format!("{:.0}", x.achieved_per_s),
         x.requests.to_string(),
         format!("{:.2}", x.error_pct),
         format!("{:.1}", x.p50_ms),
         format!("{:.1}", x.p99_ms),
-        (if x.met_slo { "met" } else { "broken" }).to_string(),
+        (if x.generator_saturated {
+            "generator saturated"
+        } else if x.met_slo {
+            "met"
+        } else {
+            "broken"
+        })
+        .to_string(),
+        format!("{:.1}", x.send_late_p99_ms),
+        format!("{:.0}", x.generator_cpu_pct),
     ]
+}
+
+/// Cold capacity against time since the switchover, with the warm capacity.
+fn over_time_chart(r: &CapacityReport) -> String {
+    let pts = &r.cold_over_time;
+    let (w, h, ml, mr, mt, mb) = (760.0, 240.0, 64.0, 90.0, 24.0, 34.0);
+    let (pw, ph) = (w - ml - mr, h - mt - mb);
+    let tmax = pts.iter().map(|a| a.since_switchover_s).fold(1.0, f64::max) * 1.05;
+    let vmax = pts.iter().map(|a| a.capacity_per_s).fold(r.warm_capacity, f64::max).max(1.0) * 1.1;
+    let x = |t: f64| ml + t / tmax * pw;
+    let y = |v: f64| mt + ph - v / vmax * ph;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="cold capacity since the switchover"><text x="{ml}" y="15" class="title">cold capacity (req/s within the SLO) against time since the switchover (s)</text>"#
+    );
+    for i in 0..=4 {
+        let v = vmax * i as f64 / 4.0;
+        let _ = write!(
+            s,
+            r#"<line x1="{ml}" x2="{:.1}" y1="{:.1}" y2="{:.1}" class="grid"/><text x="{:.1}" y="{:.1}" class="tick" text-anchor="end">{v:.0}</text>"#,
+            ml + pw,
+            y(v),
+            y(v),
+            ml - 4.0,
+            y(v) + 3.0
+        );
+    }
+    for a in pts {
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" class="tick" text-anchor="middle">{:.0}</text>"#,
+            x(a.since_switchover_s),
+            mt + ph + 14.0,
+            a.since_switchover_s
+        );
+    }
+    let _ = write!(
+        s,
+        r##"<line x1="{ml}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#2b6cb0" stroke-dasharray="5,4"/><text x="{:.1}" y="{:.1}" class="tick" fill="#2b6cb0">warm {}{:.0}</text>"##,
+        ml + pw,
+        y(r.warm_capacity),
+        y(r.warm_capacity),
+        ml + pw + 4.0,
+        y(r.warm_capacity) + 3.0,
+        if r.knee.warm.stopped_by != "slo" { ">=" } else { "" },
+        r.warm_capacity
+    );
+    let mut d = String::new();
+    for (i, a) in pts.iter().enumerate() {
+        let _ =
+            write!(d, "{}{:.1},{:.1}", if i == 0 { "M" } else { " L" }, x(a.since_switchover_s), y(a.capacity_per_s));
+    }
+    let _ = write!(s, r##"<path d="{d}" fill="none" stroke="#c05621" stroke-width="2"/>"##);
+    for a in pts {
+        let _ = write!(
+            s,
+            r##"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{}" stroke="#c05621"/>"##,
+            x(a.since_switchover_s),
+            y(a.capacity_per_s),
+            if a.at_least { "white" } else { "#c05621" }
+        );
+    }
+    s.push_str("</svg>");
+    s
 }
 
 /// p99 and error rate against load, warm and cold, with the SLO line.
@@ -520,6 +860,21 @@ pub fn html(r: &CapacityReport) -> String {
         esc(&r.version),
         esc(&r.backend)
     );
+    if let Some(g) = &r.generator_limit {
+        let _ = write!(s, "<p><b>Load generator saturated</b>: {}.</p>", esc(g));
+    }
+    if !r.cold_over_time.is_empty() {
+        s.push_str("<h2>Cold capacity since the switchover</h2>");
+        if r.cold_over_time.len() > 1 {
+            s.push_str(&over_time_chart(r));
+            s.push_str("<p>Hollow points: every step tried met the SLO, so the capacity is at least that.</p>");
+        }
+        s.push_str("<table><tr><th>since switchover</th><th>capacity req/s</th><th>of warm</th><th>how</th></tr>");
+        for a in &r.cold_over_time {
+            let _ = write!(s, "<tr><td>{}</td></tr>", at_cells(a).map(|c| esc(&c)).join("</td><td>"));
+        }
+        s.push_str("</table><h2>Against load</h2>");
+    }
     s.push_str(&chart(r, "p99 of API requests", "ms", |x| x.p99_ms, r.slo.p99_ms, true));
     s.push_str(&chart(r, "errors", "% of requests", |x| x.error_pct, r.slo.error_pct, false));
     let _ = write!(s, "<h2>Steps</h2><table><tr><th>{}</th></tr>", COLUMNS.join("</th><th>"));
@@ -546,6 +901,12 @@ mod tests {
             p50_ms: p99 / 3.0,
             p99_ms: p99,
             met_slo: p99 <= slo.p99_ms && err <= slo.error_pct,
+            since_switchover_s: None,
+            checkpoint_s: None,
+            send_late_p99_ms: 1.0,
+            generator_cpu_pct: 10.0,
+            host_busy_pct: Some(50.0),
+            generator_saturated: false,
         }
     }
 
@@ -586,6 +947,8 @@ mod tests {
             ratio,
             headroom_pct: headroom,
             knee: k,
+            cold_over_time: vec![],
+            generator_limit: None,
             summary: "s".into(),
         });
         assert_eq!(html.matches("<svg").count(), 2);
@@ -614,5 +977,76 @@ mod tests {
         assert_eq!(ratio, Some(0.0));
         assert_eq!(k.warm.first_failed_rate, None);
         assert_eq!(k.cold.last_ok_rate, 0.0);
+    }
+
+    #[test]
+    fn a_saturated_generator_stops_the_warm_search_without_a_knee() {
+        let slo = Slo { p99_ms: 100.0, error_pct: 1.0 };
+        let mut sat = st("warm", 400.0, 300.0, 0.0, &slo);
+        sat.generator_saturated = true;
+        let steps = vec![st("warm", 100.0, 10.0, 0.0, &slo), st("warm", 200.0, 20.0, 0.0, &slo), sat];
+        let (w, _, _, _, k) = conclude(&steps, &slo);
+        assert_eq!(w, 200.0);
+        assert_eq!(k.warm.stopped_by, "generator");
+        assert_eq!(k.warm.first_failed_rate, None, "a rate not delivered is no knee");
+        assert!(generator_limit(&steps).unwrap().contains("400 req/s"));
+        // Without it, and every step met: the step limit.
+        let (_, _, _, _, k) = conclude(&steps[..2], &slo);
+        assert_eq!(k.warm.stopped_by, "step_limit");
+        // A broken step below the saturated one is the knee.
+        let steps = vec![st("warm", 100.0, 10.0, 0.0, &slo), st("warm", 200.0, 200.0, 0.0, &slo)];
+        assert_eq!(conclude(&steps, &slo).4.warm.stopped_by, "slo");
+    }
+
+    #[test]
+    fn saturation_is_late_sends_or_a_short_delivery_within_the_slo() {
+        let slo = Slo { p99_ms: 250.0, error_pct: 1.0 };
+        assert!(!generator_saturated(1000.0, 990.0, 2.0, true, &slo));
+        assert!(generator_saturated(1000.0, 990.0, 40.0, true, &slo), "sends 40 ms late");
+        assert!(generator_saturated(1000.0, 600.0, 2.0, true, &slo), "too few sent, database fine");
+        assert!(!generator_saturated(1000.0, 600.0, 2.0, false, &slo), "a database past the SLO is the database's");
+    }
+
+    #[test]
+    fn capacity_over_time_groups_checkpoints() {
+        let slo = Slo { p99_ms: 100.0, error_pct: 1.0 };
+        let at = |rate: f64, p99: f64, cp: u64, since: f64| {
+            let mut x = st("cold-later", rate, p99, 0.0, &slo);
+            x.checkpoint_s = Some(cp);
+            x.since_switchover_s = Some(since);
+            x
+        };
+        let steps = vec![
+            st("warm", 100.0, 10.0, 0.0, &slo),
+            st("warm", 200.0, 200.0, 0.0, &slo),
+            st("cold", 100.0, 400.0, 0.0, &slo),
+            st("cold", 50.0, 90.0, 0.0, &slo),
+            at(50.0, 50.0, 60, 60.2),
+            at(100.0, 150.0, 60, 66.3),
+            at(50.0, 20.0, 300, 300.1),
+            at(100.0, 60.0, 300, 306.0),
+        ];
+        let o = over_time(&steps, &slo, 100.0, 6.0);
+        assert_eq!(o.len(), 3);
+        assert_eq!((o[0].since_switchover_s, o[0].capacity_per_s, o[0].at_least), (0.0, 50.0, false));
+        assert_eq!((o[1].capacity_per_s, o[1].at_least), (50.0, false));
+        assert_eq!(o[1].since_switchover_s, 60.2);
+        assert_eq!((o[2].capacity_per_s, o[2].at_least, o[2].of_warm_pct), (100.0, true, Some(100.0)));
+        // The down-search of the first step, and the next rate up.
+        assert_eq!(next_rate(&steps[2], &steps[2], 2.0), Some(50.0));
+        assert_eq!(next_rate(&steps[2], &steps[3], 2.0), None);
+        assert_eq!(next_rate(&steps[0], &steps[0], 2.0), Some(200.0));
+    }
+
+    #[test]
+    fn checkpoints_are_checked() {
+        let c = |v: &[&str]| CapacityCfg {
+            since_switchover: v.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        assert_eq!(c(&["1m", "5m"]).checkpoints().unwrap(), vec![Duration::from_secs(60), Duration::from_secs(300)]);
+        assert!(c(&["5m", "1m"]).validate().unwrap_err().to_string().contains("must increase"));
+        assert!(c(&["0s"]).validate().is_err());
+        assert!(c(&["soon"]).validate().unwrap_err().to_string().contains("since_switchover"));
     }
 }

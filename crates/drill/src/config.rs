@@ -296,6 +296,11 @@ pub struct DrillConfig {
     pub out: PathBuf,
     /// Leave the cluster running (and its run dir) after the drill.
     pub keep: bool,
+    /// Progress while it runs: "auto" (a live line on a terminal, plain
+    /// lines elsewhere), "terminal", "lines" or "off".
+    pub status: String,
+    /// Seconds between plain status lines.
+    pub status_every_s: u64,
     /// Where servers run and which versions.
     pub cluster: ClusterCfg,
     /// The dataset.
@@ -331,6 +336,8 @@ impl Default for DrillConfig {
         DrillConfig {
             out: PathBuf::from("target/drill"),
             keep: false,
+            status: "auto".into(),
+            status_every_s: 10,
             cluster: ClusterCfg::default(),
             data: DataCfg::default(),
             storage: StorageCfg::default(),
@@ -357,8 +364,14 @@ pub struct CapacityCfg {
     pub start_rate: f64,
     /// Each step multiplies the rate by this (> 1).
     pub step_factor: f64,
-    /// Steps per state at most.
+    /// Steps of each cold search at most.
     pub max_steps: usize,
+    /// Warm steps at most: the warm search goes on until the SLO breaks or
+    /// the load generator saturates, within this many steps.
+    pub warm_max_steps: usize,
+    /// Times since the switchover at which the cold capacity is searched
+    /// again, on one restore ("1m", "5m", ...; empty: the first step only).
+    pub since_switchover: Vec<String>,
     /// How long each step runs.
     pub step: String,
     /// The SLO: p99 of the API's requests (ms) and their error rate (%).
@@ -373,6 +386,8 @@ impl Default for CapacityCfg {
             start_rate: 50.0,
             step_factor: 1.6,
             max_steps: 10,
+            warm_max_steps: 24,
+            since_switchover: vec!["1m".into(), "5m".into(), "15m".into()],
             step: "20s".into(),
             slo_p99_ms: 250.0,
             slo_error_pct: 1.0,
@@ -389,9 +404,10 @@ impl CapacityCfg {
         if self.step_factor.is_nan() || self.step_factor <= 1.0 {
             bail!("capacity.step_factor: must be greater than 1");
         }
-        if self.max_steps == 0 {
-            bail!("capacity.max_steps: at least 1");
+        if self.max_steps == 0 || self.warm_max_steps == 0 {
+            bail!("capacity.max_steps and capacity.warm_max_steps: at least 1");
         }
+        self.checkpoints()?;
         if self.slo_p99_ms.is_nan() || self.slo_p99_ms <= 0.0 || self.slo_error_pct.is_nan() || self.slo_error_pct < 0.0
         {
             bail!("capacity: slo_p99_ms must be positive and slo_error_pct >= 0");
@@ -401,6 +417,28 @@ impl CapacityCfg {
             bail!("capacity.step: a step must last at least 2 s");
         }
         Ok(d)
+    }
+
+    /// The checkpoints since the switchover, checked: whole seconds,
+    /// increasing.
+    pub fn checkpoints(&self) -> Result<Vec<Duration>> {
+        let mut out: Vec<Duration> = Vec::new();
+        for x in &self.since_switchover {
+            let d =
+                coldswap_client::parse_duration(x).map_err(|e| anyhow::anyhow!("capacity.since_switchover: {e}"))?;
+            let d = Duration::from_secs(d.as_secs_f64().round() as u64);
+            if d.is_zero() {
+                bail!("capacity.since_switchover: '{x}': the first step after the switchover is always measured; list later times");
+            }
+            if out.last().is_some_and(|l| *l >= d) {
+                bail!(
+                    "capacity.since_switchover: times must increase ('{x}' after {} s)",
+                    out.last().unwrap().as_secs()
+                );
+            }
+            out.push(d);
+        }
+        Ok(out)
     }
 
     /// The rates tried, in order.
@@ -526,7 +564,13 @@ impl DrillConfig {
         }
         coldswap_nemesis::cold::parse_latency_spec(&self.storage.latency)
             .map_err(|e| anyhow!("{}storage.latency: {e}", at("storage", "latency")))?;
-        self.warmth.validate().map_err(|e| anyhow!("{}{e}", at("warmth", "bound")))?;
+        self.warmth.validate().map_err(|e| {
+            let key = ["project_size", "floor_ms", "hold_s", "within_pct", "slo_availability_pct"]
+                .into_iter()
+                .find(|k| e.to_string().contains(k))
+                .unwrap_or("bound");
+            anyhow!("{}{e}", at("warmth", key))
+        })?;
         self.cold_config()?.validate().map_err(|e| anyhow!("{}storage: {e}", at("storage", "block_kib")))?;
         if self.load.users == 0 {
             bail!("{}load.users: at least 1", at("load", "users"));
@@ -672,6 +716,8 @@ mod tests {
         assert!(check("[storage]\nprofile = \"fast-restore\"\nlatency = \"1ms\"\n")
             .starts_with("d.toml:3: storage.latency: set by profile 'fast-restore'"));
         assert!(check("[warmth]\nbound = 0.5\n").starts_with("d.toml:2: warmth.bound must be a number >= 1"));
+        assert!(check("[warmth]\nbound = 2.0\nproject_size = \"huge\"\n")
+            .starts_with("d.toml:3: warmth.project_size: 'huge'"));
         assert!(
             check("[load]\napi_nodes = 0\n").starts_with("d.toml:2: load.api_nodes: from 1 to 1000, not 0"),
             "{}",

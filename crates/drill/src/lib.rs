@@ -25,6 +25,7 @@ pub mod config;
 pub mod invariants;
 pub mod out;
 pub mod run;
+pub mod status;
 pub mod warmups;
 
 pub use config::DrillConfig;

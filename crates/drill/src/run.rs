@@ -6,6 +6,7 @@
 
 use anyhow::{anyhow, Result};
 use coldswap_checker::report::{ClusterSection, Digest, KillSwitch, Phase, Report, Step, Switchover};
+use coldswap_checker::warmth::{self, ProjectSize};
 use coldswap_checker::{digests, lint, render, thresholds};
 use coldswap_client::run::{Load, LoadConfig, Model};
 use coldswap_client::{Endpoint, Mix, Recorder};
@@ -59,6 +60,8 @@ struct State {
     queue_task: Option<tokio::task::JoinHandle<()>>,
     checksum: Option<serde_json::Value>,
     recorder: Arc<Recorder>,
+    /// The live status line (or lines).
+    status: crate::status::Status,
     steps: Vec<Step>,
     switchover: Switchover,
     digests: Vec<(String, Vec<Digest>)>,
@@ -66,6 +69,8 @@ struct State {
     /// (timeline t, share of the volume's blocks warm), each second from the cold restore.
     warm_share: Arc<std::sync::Mutex<Vec<(f64, f64)>>>,
     sampler: Option<tokio::task::JoinHandle<()>>,
+    /// Bytes of the tables the mix touches, read before the load.
+    dataset_bytes: Option<u64>,
     lint: Vec<coldswap_checker::report::Lint>,
     storage: serde_json::Value,
     warmup: serde_json::Value,
@@ -122,7 +127,16 @@ pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outc
         }
     }
     coldswap_db::cluster::sweep_stale();
+    let mode = crate::status::Mode::from_setting(&cfg.status, cfg.status_every_s)?;
     let (dir, started_at) = crate::out::make_out_dir(&cfg.out)?;
+    let recorder = Arc::new(Recorder::new());
+    let warm_share: crate::status::WarmShare = Default::default();
+    let plan = vec![
+        ("baseline".to_string(), dur.baseline.as_secs_f64()),
+        ("cold".to_string(), dur.cold.as_secs_f64()),
+        ("warm".to_string(), dur.warm.as_secs_f64()),
+    ];
+    let status = crate::status::Status::start(mode, recorder.clone(), plan, Some(warm_share.clone()));
     let mut st = State {
         dur,
         mix,
@@ -136,12 +150,14 @@ pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outc
         queue: None,
         queue_task: None,
         checksum: None,
-        recorder: Arc::new(Recorder::new()),
+        recorder,
+        status,
         steps: Vec::new(),
         switchover: Switchover::default(),
         digests: Vec::new(),
         names: digests::Namer::default(),
-        warm_share: Default::default(),
+        warm_share,
+        dataset_bytes: None,
         sampler: None,
         lint: Vec::new(),
         storage: serde_json::Value::Null,
@@ -245,6 +261,7 @@ async fn drive(st: &mut State) -> Result<()> {
                 l.est_cold_cost_ms / 1000.0
             );
         }
+        st.dataset_bytes = dataset_bytes(&mut c, &st.mix).await;
         coldswap_sql::close(c).await;
         // The server's own digest of every statement the run sends, so its
         // heaviest statements are tied to their transactions whatever their shape.
@@ -653,6 +670,15 @@ async fn collect_digests(st: &mut State, phase: &str, node: usize) {
 /// Stop the load, build and write the report, tear down.
 async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
     let interrupted = body.as_ref().err().and_then(|e| e.downcast_ref::<signals::Interrupted>().map(|i| i.0));
+    if let Some(sig) = interrupted {
+        let servers = st.cluster.as_ref().map(|c| c.node_infos().len()).unwrap_or(0);
+        st.status.say(&format!(
+            "signal {sig}: stopping the load, writing the partial report to {}, then stopping {servers} server(s) ({} backend){}",
+            st.dir.display(),
+            st.backend,
+            if st.endpoint.is_some() { " and the endpoint" } else { "" }
+        ));
+    }
     if let Some(load) = &st.load {
         load.stop();
     }
@@ -797,6 +823,13 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
         }
     }
     report.time_to_warm = time_to_warm(&report, &run, &st.cfg.warmth);
+    if let Some(w) = report.time_to_warm.as_mut() {
+        w.dataset_bytes = st.dataset_bytes;
+        let size = st.cfg.warmth.project_size.as_deref().and_then(|p| ProjectSize::parse(p).ok());
+        if let (Some(size), Some(b)) = (size, st.dataset_bytes) {
+            w.projection = warmth::project(&w.overall, b, size.bytes(b));
+        }
+    }
     if let Some(t) = report.time_to_warm.as_ref().and_then(|w| w.warm_at_t) {
         report.events.push(coldswap_client::stats::Event {
             t,
@@ -855,6 +888,31 @@ fn time_to_warm(
         .map(|t| (t.name.clone(), t.p99_ms))
         .collect();
     Some(coldswap_checker::warmth::compute(&run.timeline, sw, cold.end_s, base.p99_ms, &per_txn, rate, cfg))
+}
+
+/// Bytes (data and indexes) of the tables the mix touches, as InnoDB
+/// reports them; None where they cannot be read.
+async fn dataset_bytes(c: &mut sqlx::MySqlConnection, mix: &Mix) -> Option<u64> {
+    let mut total = 0;
+    let tables = mix.tables();
+    let mut schemas: Vec<&str> = tables.iter().map(|(d, _)| d.as_str()).collect();
+    schemas.sort_unstable();
+    schemas.dedup();
+    for db in schemas {
+        let sizes = match lint::table_sizes(c, db).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("table sizes of {db} unreadable, no dataset size: {e:#}");
+                return None;
+            }
+        };
+        for (_, t) in tables.iter().filter(|(d, _)| d == db) {
+            if let Some((data, index)) = sizes.get(t) {
+                total += data + index;
+            }
+        }
+    }
+    (total > 0).then_some(total)
 }
 
 /// Lint's cold estimate of each full scan beside the first cold execution
