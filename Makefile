@@ -9,7 +9,7 @@ FROM ?= mariadb-10.11.18
 TO ?= mariadb-10.11.19
 MYSQL ?= mysql-9.7.4
 # make upgrade-drill FLAVOR=mysql runs drills/mysql.toml instead of drill.toml.
-DRILL_CONFIG := $(if $(filter mysql,$(FLAVOR)),drills/mysql.toml,drill.toml)
+DRILL_CONFIG ?= $(if $(filter mysql,$(FLAVOR)),drills/mysql.toml,drill.toml)
 
 .PHONY: all deps build dists test lint unit upgrade-drill bench images tools report-screenshot clean
 

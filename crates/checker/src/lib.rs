@@ -10,6 +10,7 @@
 //! * [`warmth`]: time to warm after the switchover, from the timeline.
 //! * [`warmups`]: one drill per warm-up technique, compared.
 //! * [`gate`]: GO or NO-GO for promoting a replica now.
+//! * [`github`]: the report in a GitHub Actions step summary, failures as annotations.
 //!
 //! Used alone, on reports written earlier:
 //!
@@ -31,6 +32,7 @@ pub mod checksum;
 pub mod compare;
 pub mod digests;
 pub mod gate;
+pub mod github;
 pub mod lint;
 pub mod merge;
 pub mod render;

@@ -165,9 +165,16 @@ pub fn evaluate(r: &Report, t: &Thresholds) -> Vec<Threshold> {
         }
     }
     if let Some(limit) = t.full_scans {
-        let n = r.lint.iter().filter(|l| l.full_scan).count() as u64;
-        let names: Vec<&str> = r.lint.iter().filter(|l| l.full_scan).map(|l| l.transaction.as_str()).collect();
-        out.push(rule("full_scans", n as f64, limit as f64, n <= limit, format!("full scans: {}", names.join(", "))));
+        // Statements the drill sends; a background job switched off does not count.
+        let names: Vec<&str> =
+            r.lint.iter().filter(|l| l.full_scan && l.runs).map(|l| l.transaction.as_str()).collect();
+        let n = names.len() as u64;
+        let detail = if names.is_empty() {
+            "no statement the drill sends scans a table fully".to_string()
+        } else {
+            format!("full scans: {}", names.join(", "))
+        };
+        out.push(rule("full_scans", n as f64, limit as f64, n <= limit, detail));
     }
     if let Some(limit) = t.lost_writes {
         match invariant(r, "ledger") {
@@ -371,6 +378,9 @@ pub fn verdict(r: &Report, t: &Thresholds) -> Verdict {
             "Time to warm: {}; {} of {} requests failed before ({:.2}% of a 30-day {}% error budget at this rate).",
             o.summary, o.failed_before, o.requests_before, o.error_budget_burned_pct, w.cfg.slo_availability_pct
         ));
+        if let Some(p) = &w.projection {
+            findings.push(format!("Projected time to warm: {}.", p.summary));
+        }
     }
     for l in r.lint.iter().filter(|l| l.measured_first_cold_ms.is_some()) {
         findings.push(format!(
@@ -626,5 +636,19 @@ mod tests {
             ..Default::default()
         });
         assert!(!t.passed && (t.value - 6.0).abs() < 1e-9, "{t:?}");
+    }
+
+    #[test]
+    fn full_scans_count_only_statements_the_drill_sends() {
+        let mut r = Report::default();
+        let mut off = lint("notify_schedules", true);
+        off.runs = false;
+        r.lint = vec![off, lint("show_job", false)];
+        let t = Thresholds { full_scans: Some(0), ..Default::default() };
+        let f = evaluate(&r, &t).into_iter().find(|x| x.rule == "full_scans").unwrap();
+        assert!(f.passed && f.value == 0.0, "{f:?}");
+        r.lint.push(lint("list_all", true));
+        let f = evaluate(&r, &t).into_iter().find(|x| x.rule == "full_scans").unwrap();
+        assert!(!f.passed && f.detail == "full scans: list_all", "{f:?}");
     }
 }

@@ -27,6 +27,10 @@ fn nightly_workflow_is_valid_and_uses_real_commands() {
     // What it runs exists: the make target and backend, and the CLI's compare.
     let makefile = std::fs::read_to_string(repo().join("Makefile")).unwrap();
     assert!(text.contains("make upgrade-drill BACKEND=container"));
+    // It runs the nightly drill, which exists and parses (tests/nightly.rs runs it).
+    assert!(text.contains("DRILL_CONFIG=drills/nightly.toml"));
+    coldswap_drill::config::DrillConfig::load(&repo().join("drills/nightly.toml")).expect("drills/nightly.toml");
+    assert!(makefile.contains("DRILL_CONFIG ?="), "make upgrade-drill DRILL_CONFIG=... must reach the drill");
     assert!(makefile.contains("upgrade-drill:"));
     assert!(text.contains("coldswap compare"));
     let help = Command::new(env!("CARGO_BIN_EXE_coldswap")).args(["compare", "--help"]).output().unwrap();

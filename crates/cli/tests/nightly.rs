@@ -1,0 +1,90 @@
+//! Issue 22: the nightly job. drills/nightly.toml passes on the current
+//! code; two of its drills compared find no regression (the run-to-run
+//! noise is not one); a planted regression (show_job loses its index) is
+//! named by compare and fails the drill, whose report goes into a GitHub
+//! step summary with an annotation per failed rule.
+//!
+//! One test, its drills one after the other: cargo runs test binaries in
+//! turn, so nothing else shares the machine while the pair is compared.
+
+mod common;
+use common::*;
+
+const TEST_SCALE: &[&str] = &[
+    "--scale",
+    "0.05",
+    "--buffer-pool-mb",
+    "64",
+    "--rate",
+    "200",
+    "--users",
+    "24",
+    "--baseline",
+    "20s",
+    "--cold",
+    "25s",
+    "--warm",
+    "10s",
+];
+
+fn drill(dir: &std::path::Path, name: &str, extra: &[&str], env: &[(&str, &std::path::Path)]) -> (i32, String, String) {
+    let out = dir.join(name);
+    let mut args: Vec<&str> = vec!["drill", "--config", "drills/nightly.toml", "--out", out.to_str().unwrap()];
+    args.extend_from_slice(TEST_SCALE);
+    args.extend_from_slice(extra);
+    let mut c = std::process::Command::new(bin());
+    c.args(&args).current_dir(repo()).env("COLDSWAP_LOG", "warn").env_remove("GITHUB_STEP_SUMMARY");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+#[test]
+fn nightly_passes_compares_clean_and_names_a_planted_regression() {
+    let dir = test_dir("nightly");
+    let report = |name: &str| dir.join(name).join("latest/report.json");
+
+    // Two drills of the same build: both pass.
+    for name in ["a", "b"] {
+        let (code, out, err) = drill(&dir, name, &[], &[]);
+        assert_eq!(code, 0, "{name}: the nightly drill failed on a healthy build\n{out}\n{err}");
+        let r = json(&std::fs::read_to_string(report(name)).unwrap());
+        assert_eq!(r["verdict"]["passed"], true, "{}", r["verdict"]);
+    }
+    // Compared: no regression, each delta with its interval.
+    let (code, out, err) = cli(&["compare", report("a").to_str().unwrap(), report("b").to_str().unwrap()], &dir);
+    assert_eq!(code, 0, "the same build was called a regression:\n{out}\n{err}");
+    assert!(out.contains("new/old [interval]") && out.contains(" [x"), "{out}");
+
+    // A planted regression: show_job's lookup no longer uses the primary
+    // key, as a careless rewrite would do.
+    let mix = std::fs::read_to_string(repo().join("loadtests/api.toml")).unwrap();
+    let planted = mix.replace("FROM jobs WHERE id = :job\"\"\"", "FROM jobs WHERE id + 0 = :job\"\"\"");
+    assert_ne!(planted, mix, "the planted change did not apply");
+    let planted_path = dir.join("planted.toml");
+    std::fs::write(&planted_path, planted).unwrap();
+    let summary = dir.join("step-summary.md");
+    let (code, out, err) =
+        drill(&dir, "c", &["--mix", planted_path.to_str().unwrap()], &[("GITHUB_STEP_SUMMARY", &summary)]);
+    assert_eq!(code, 3, "the planted full scan did not fail the drill\n{out}\n{err}");
+    // In GitHub Actions: the report in the step summary, failures annotated.
+    let s = std::fs::read_to_string(&summary).expect("the step summary was written");
+    assert!(s.starts_with("# coldswap drill"), "{}", &s[..s.len().min(300)]);
+    assert!(s.contains("full_scans"), "{s}");
+    let notes: Vec<&str> = out.lines().filter(|l| l.starts_with("::error title=coldswap ")).collect();
+    assert!(notes.iter().any(|l| l.starts_with("::error title=coldswap threshold full_scans::")), "{out}");
+    assert!(!out.contains("::error title=coldswap invariant"), "no invariant broke: {out}");
+    // compare names it, beyond the noise.
+    let (code, out, _) = cli(&["compare", report("a").to_str().unwrap(), report("c").to_str().unwrap()], &dir);
+    assert_eq!(code, 4, "{out}");
+    let named: Vec<&str> = out.lines().filter(|l| l.starts_with("regression: ")).collect();
+    assert!(named.iter().any(|l| l.contains("/show_job: p99 ")), "{out}");
+    assert!(servers_under(&dir).is_empty(), "servers left");
+    let _ = std::fs::remove_dir_all(&dir);
+}
