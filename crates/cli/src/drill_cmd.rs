@@ -56,6 +56,10 @@ pub struct DrillArgs {
     /// Seconds between plain status lines (10).
     #[arg(long)]
     status_every_s: Option<u64>,
+    /// Serve live counters and latency histograms for Prometheus on this
+    /// address (127.0.0.1:9464): GET /metrics.
+    #[arg(long)]
+    metrics_listen: Option<String>,
     /// Project the time to warm to this size of the tables the mix touches
     /// (500GiB), or a multiple of the drill's (4x).
     #[arg(long)]
@@ -82,6 +86,13 @@ pub struct DrillArgs {
     pool: Option<u32>,
     #[arg(long)]
     deadline_ms: Option<u64>,
+    /// Project the time to warm to the size the mix's tables have on the
+    /// primary an external config names (read from information_schema).
+    #[arg(long, conflicts_with = "project_size")]
+    project_size_from: Option<PathBuf>,
+    /// With --project-size-from: allow a primary off loopback.
+    #[arg(long)]
+    allow_remote: bool,
     /// Leave the cluster running afterwards.
     #[arg(long)]
     keep: bool,
@@ -97,7 +108,14 @@ pub async fn run(mut a: DrillArgs) -> Result<u8> {
     }
     a.config = a.configs[0].clone();
     let config = a.config.clone();
-    let (cfg, text) = build_config(a)?;
+    let from = a.project_size_from.clone();
+    let allow_remote = a.allow_remote;
+    let (mut cfg, text) = build_config(a)?;
+    if let Some(path) = from {
+        let bytes = external_table_bytes(&path, allow_remote, &cfg.mix()?).await?;
+        eprintln!("projecting to {bytes} bytes: the mix's tables on the primary {} names", path.display());
+        cfg.warmth.project_size = Some(bytes.to_string());
+    }
     let source = text.as_deref().map(|t| (config.as_path(), t));
     let o = coldswap_drill::run(cfg, source).await?;
     print!("{}", coldswap_drill::summary(&o));
@@ -108,6 +126,39 @@ pub async fn run(mut a: DrillArgs) -> Result<u8> {
         eprintln!("coldswap: drill incomplete: {e}");
     }
     Ok(o.exit_code as u8)
+}
+
+/// Bytes (data and indexes) of the mix's tables on an external config's primary.
+async fn external_table_bytes(path: &std::path::Path, allow_remote: bool, mix: &coldswap_client::Mix) -> Result<u64> {
+    let ext = coldswap_db::external::External::load(path, allow_remote)?;
+    let mut c = coldswap_sql::connect(&ext.options(false), std::time::Duration::from_secs(10))
+        .await
+        .map_err(|e| anyhow::anyhow!("--project-size-from: cannot reach the primary: {e:#}"))?;
+    let tables = mix.tables();
+    let mut total = 0;
+    let mut found = 0;
+    let mut schemas: Vec<&str> = tables.iter().map(|(d, _)| d.as_str()).collect();
+    schemas.sort_unstable();
+    schemas.dedup();
+    for db in schemas {
+        let sizes = coldswap_checker::lint::table_sizes(&mut c, db).await?;
+        for (_, t) in tables.iter().filter(|(d, _)| d == db) {
+            if let Some((data, index)) = sizes.get(t) {
+                total += data + index;
+                found += 1;
+            }
+        }
+    }
+    coldswap_sql::close(c).await;
+    if total == 0 {
+        bail!(
+            "--project-size-from: none of the mix's {} tables has a size on the primary {} names",
+            tables.len(),
+            path.display()
+        );
+    }
+    tracing::info!("{found} of the mix's {} tables found on the external primary", tables.len());
+    Ok(total)
 }
 
 /// drill.toml (or the defaults) with the flags applied.
@@ -182,6 +233,9 @@ fn build_config(a: DrillArgs) -> Result<(DrillConfig, Option<String>)> {
     }
     if let Some(v) = a.status_every_s {
         cfg.status_every_s = v;
+    }
+    if let Some(v) = a.metrics_listen {
+        cfg.metrics_listen = Some(v);
     }
     if let Some(v) = a.project_size {
         cfg.warmth.project_size = Some(v);

@@ -61,6 +61,10 @@ pub struct LoadArgs {
     /// Seconds between plain status lines.
     #[arg(long, default_value_t = 10)]
     status_every_s: u64,
+    /// Serve live counters and latency histograms for Prometheus on this
+    /// address (127.0.0.1:9464): GET /metrics.
+    #[arg(long)]
+    metrics_listen: Option<String>,
     /// host:port targets: the user to log in as.
     #[arg(long)]
     user: Option<String>,
@@ -213,6 +217,14 @@ pub async fn run(a: LoadArgs) -> Result<u8> {
     let mode = coldswap_drill::status::Mode::from_setting(&a.status, a.status_every_s)?;
     let planned = vec![("run".to_string(), duration.as_secs_f64())];
     let status = coldswap_drill::status::Status::start(mode, recorder.clone(), planned, None);
+    let _metrics = match &a.metrics_listen {
+        Some(addr) => {
+            let src = coldswap_client::metrics::Source::default();
+            src.set(recorder.clone());
+            Some(coldswap_client::metrics::serve(addr, src).await?)
+        }
+        None => None,
+    };
     let r = signals::interruptible(load.run()).await;
     drop(status);
     if let Some(f) = follower {

@@ -7,6 +7,7 @@
 //!   retries) and the failure classes.
 //! * [`proxy`]: the swappable endpoint.
 //! * [`run`]: goose drives the users; closed and open models; background jobs.
+//! * [`metrics`]: the run's counters and latency histograms for Prometheus.
 //! * [`cpu`]: the process's and the host's CPU use over an interval.
 //! * [`stats`]: HDR histograms per phase and transaction, per-second timeline.
 //!
@@ -36,6 +37,7 @@
 
 pub mod cpu;
 pub mod gen;
+pub mod metrics;
 pub mod mix;
 pub mod proxy;
 pub mod queue;

@@ -285,14 +285,14 @@ pub async fn capacity(cfg: DrillConfig) -> Result<CapacityOutcome> {
                     .iter()
                     .map(|a| {
                         format!(
-                            "{}{:.0} at {}",
+                            "{}{:.0} req/s at {}",
                             if a.at_least { ">=" } else { "" },
                             a.capacity_per_s,
                             age(a.since_switchover_s)
                         )
                     })
                     .collect();
-                let _ = write!(s, "; cold capacity later: {} req/s", later.join(", "));
+                let _ = write!(s, "; cold capacity later: {}", later.join(", "));
             }
             if knee.warm.stopped_by == "generator" {
                 s.push_str(
@@ -336,6 +336,8 @@ struct Stepper<'a> {
     port: u16,
     secrets: coldswap_db::Secrets,
     slo: Slo,
+    /// The Prometheus endpoint's recorder, swapped at each step.
+    metrics: Option<coldswap_client::metrics::Source>,
 }
 
 impl Stepper<'_> {
@@ -345,6 +347,9 @@ impl Stepper<'_> {
         let app = coldswap_sql::tcp_options(&self.host, self.port, &self.secrets.app_user, &self.secrets.app_password);
         let rec = Arc::new(Recorder::new());
         rec.phase(state);
+        if let Some(m) = &self.metrics {
+            m.set(rec.clone());
+        }
         let lcfg = LoadConfig {
             users: self.cfg.load.users,
             model: Model::Open { rate_per_s: rate },
@@ -426,7 +431,17 @@ async fn search(
     *version = cluster.node(p).version_string.clone();
     let ccfg = cfg.cold_config()?;
     let caps = &cfg.capacity;
+    let source = coldswap_client::metrics::Source::default();
+    let _server = match &cfg.metrics_listen {
+        Some(a) => {
+            let m = coldswap_client::metrics::serve(a, source.clone()).await?;
+            tracing::info!("metrics: http://{}/metrics", m.addr);
+            Some(m)
+        }
+        None => None,
+    };
     let st = Stepper {
+        metrics: cfg.metrics_listen.as_ref().map(|_| source.clone()),
         cfg,
         mix,
         host: cluster.node(p).host.clone(),

@@ -301,6 +301,10 @@ pub struct DrillConfig {
     pub status: String,
     /// Seconds between plain status lines.
     pub status_every_s: u64,
+    /// Serve the run's counters and latency histograms for Prometheus on
+    /// this address (127.0.0.1:9464), `GET /metrics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
     /// Where servers run and which versions.
     pub cluster: ClusterCfg,
     /// The dataset.
@@ -338,6 +342,7 @@ impl Default for DrillConfig {
             keep: false,
             status: "auto".into(),
             status_every_s: 10,
+            metrics_listen: None,
             cluster: ClusterCfg::default(),
             data: DataCfg::default(),
             storage: StorageCfg::default(),

@@ -62,6 +62,8 @@ struct State {
     recorder: Arc<Recorder>,
     /// The live status line (or lines).
     status: crate::status::Status,
+    /// The Prometheus endpoint, when one was asked for.
+    _metrics: Option<coldswap_client::metrics::Server>,
     steps: Vec<Step>,
     switchover: Switchover,
     digests: Vec<(String, Vec<Digest>)>,
@@ -137,6 +139,16 @@ pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outc
         ("warm".to_string(), dur.warm.as_secs_f64()),
     ];
     let status = crate::status::Status::start(mode, recorder.clone(), plan, Some(warm_share.clone()));
+    let metrics = match &cfg.metrics_listen {
+        Some(a) => {
+            let src = coldswap_client::metrics::Source::default();
+            src.set(recorder.clone());
+            let m = coldswap_client::metrics::serve(a, src).await?;
+            tracing::info!("metrics: http://{}/metrics", m.addr);
+            Some(m)
+        }
+        None => None,
+    };
     let mut st = State {
         dur,
         mix,
@@ -152,6 +164,7 @@ pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outc
         checksum: None,
         recorder,
         status,
+        _metrics: metrics,
         steps: Vec::new(),
         switchover: Switchover::default(),
         digests: Vec::new(),

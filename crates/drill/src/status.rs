@@ -118,7 +118,8 @@ impl Status {
         let task = tokio::spawn(async move {
             let mut seen = 0;
             let mut phase_start = 0.0;
-            let mut last_line = std::time::Instant::now() - Duration::from_secs(3600);
+            // The first plain line after one interval: a short step says nothing.
+            let mut last_line = std::time::Instant::now();
             loop {
                 let (phase, last, events) = rec.tail(seen);
                 seen += events.len();
