@@ -80,6 +80,25 @@ fn a_cold_replica_is_no_go_until_warmed_and_a_full_scan_is_no_go() {
         assert_eq!(check(&ge, name)["checked"], true, "{eout}");
     }
     assert!(!eout.contains(pw) && !eerr.contains(pw), "the password leaked");
+    // The same config sizes a projection: the mix's tables on that primary
+    // (the drill itself then stops at its own bad --scale, before starting
+    // anything).
+    let sized = std::process::Command::new(bin())
+        .args(["drill", "--project-size-from", "external.toml", "--mix", mix, "--scale", "-1"])
+        .current_dir(&dir)
+        .env("COLDSWAP_LOG", "warn")
+        .env("GATE_PW", pw)
+        .output()
+        .unwrap();
+    let serr = String::from_utf8_lossy(&sized.stderr);
+    let bytes: u64 = serr
+        .split("projecting to ")
+        .nth(1)
+        .and_then(|x| x.split(' ').next())
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("no projection size read: {serr}"));
+    assert!(bytes > 1_000_000, "the seeded tables are megabytes: {bytes}");
+    assert_ne!(sized.status.code(), Some(0));
 
     // The 2017 mix (the dispatcher's full scan runs by default): NO-GO, named.
     let (code, out, _) = run(&["gate", "--mix", mix]);
