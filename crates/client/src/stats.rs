@@ -453,7 +453,11 @@ impl Recorder {
     pub fn tail(&self, from: usize) -> (String, Option<SecondSummary>, Vec<Event>) {
         let now = self.start.elapsed().as_secs();
         let mut g = self.inner.lock().unwrap();
-        roll(&mut g, now);
+        // Only once requests flow: a view must not start the timeline
+        // (the report's begins with the first request).
+        if g.current.is_some() {
+            roll(&mut g, now);
+        }
         let phase = g.phases.last().map(|p| p.name.clone()).unwrap_or_default();
         let last = g.seconds.last().cloned();
         let events = g.events.get(from..).map(|e| e.to_vec()).unwrap_or_default();
@@ -710,5 +714,30 @@ mod tests {
         assert_eq!(s.phase("warm").unwrap().txn("t").unwrap().count, 1);
         // The timeline counts both when they completed.
         assert_eq!(s.timeline.iter().map(|x| x.count).sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn a_live_view_does_not_start_the_timeline() {
+        let r = Recorder::new();
+        let (phase, last, events) = r.tail(0);
+        assert_eq!((phase.as_str(), last.is_none(), events.len()), ("run", true, 0));
+        // A second later the first request: the timeline begins with it.
+        std::thread::sleep(Duration::from_millis(1100));
+        let _ = r.tail(0);
+        r.phase("baseline");
+        r.record(&Record {
+            name: "a",
+            kind: Kind::Transaction,
+            latency: Duration::from_millis(1),
+            ok: true,
+            class: None,
+            error: None,
+            attempts: 1,
+            rows: 1,
+        });
+        let snap = r.snapshot();
+        assert_eq!(snap.timeline.first().map(|s| s.count), Some(1), "{:?}", snap.timeline);
+        let (_, _, events) = r.tail(0);
+        assert_eq!(events[0].name, "phase:baseline");
     }
 }
