@@ -25,6 +25,9 @@ pub struct PromoteOptions {
     pub demote: bool,
 }
 
+/// How long the guardrail reads the lag again before refusing a lagging replica, s.
+const LAG_SETTLE_S: f64 = 10.0;
+
 impl Default for PromoteOptions {
     fn default() -> Self {
         PromoteOptions { max_lag_s: 5.0, catchup_timeout_s: 10.0, demote: false }
@@ -154,10 +157,23 @@ impl Cluster {
         let dp = self.state.nodes[p].dialect();
         let dr = self.state.nodes[r].dialect();
 
-        // 1. Guardrails: a broken or lagging replica is not promoted.
+        // 1. Guardrails: a broken or lagging replica is not promoted. Lag is
+        // read again for a few seconds before refusing: a replica that just
+        // restarted reports the age of the events it is still applying
+        // (10 s seen after an upgrade) and is within the limit moments
+        // later; one truly behind stays behind.
         let t = Instant::now();
-        let st = self.replica_status(r).await?;
-        check_promotable(st.as_ref(), opts.max_lag_s, &rname, &pname)?;
+        let settle = Duration::from_secs_f64(LAG_SETTLE_S.min(opts.catchup_timeout_s.max(0.0)));
+        loop {
+            let st = self.replica_status(r).await?;
+            match check_promotable(st.as_ref(), opts.max_lag_s, &rname, &pname) {
+                Ok(()) => break,
+                Err(crate::replication::Refusal::Lagging { .. }) if t.elapsed() < settle => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         steps.push("check_replica", t);
 
         // 2. Fence the old primary. The write-unavailability window starts here.
