@@ -45,7 +45,7 @@ fn drill(dir: &std::path::Path, name: &str, extra: &[&str], env: &[(&str, &std::
 }
 
 #[test]
-fn nightly_passes_compares_clean_and_names_a_planted_regression() {
+fn nightly_passes_and_a_planted_regression_is_named() {
     let dir = test_dir("nightly");
     let report = |name: &str| dir.join(name).join("latest/report.json");
 
