@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn cluster_commands_from_a_shell() {
     let dir = test_dir("cli");
+    let _reap = Reap(dir.clone());
     let (code, out, err) = cli(&["cluster", "up", "--json", "--buffer-pool-mb", "32"], &dir);
     assert_eq!(code, 0, "{err}");
     let up = json(&out);
@@ -53,6 +54,7 @@ fn cluster_commands_from_a_shell() {
 #[test]
 fn bad_input_gets_one_clear_line() {
     let dir = test_dir("badinput");
+    let _reap = Reap(dir.clone());
     // Unknown version.
     let (code, _, err) = cli(&["cluster", "up", "--from", "mariadb-10.11.99"], &dir);
     assert_eq!(code, 1);

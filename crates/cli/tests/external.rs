@@ -24,6 +24,7 @@ fn ext(args: &[&str], dir: &std::path::Path, pw: &str) -> (i32, String, String) 
 #[test]
 fn existing_servers_upgraded_and_promoted_through_hooks() {
     let dir = test_dir("external");
+    let _reap = Reap(dir.clone());
     let run = dir.join("staging");
     let (code, out, err) =
         cli(&["cluster", "up", "--run-dir", run.to_str().unwrap(), "--json", "--buffer-pool-mb", "32"], &dir);

@@ -9,6 +9,7 @@ use common::*;
 #[test]
 fn a_cold_replica_is_no_go_until_warmed_and_a_full_scan_is_no_go() {
     let dir = test_dir("gate");
+    let _reap = Reap(dir.clone());
     let mix = repo().join("loadtests/api.toml");
     let mix = mix.to_str().unwrap();
     let run = |args: &[&str]| {

@@ -52,6 +52,22 @@ pub fn servers_under(dir: &Path) -> Vec<u32> {
     v
 }
 
+/// Kills the servers a test started under `dir` when the test ends, a
+/// failing assertion included. A test that passed stopped them itself
+/// (and asserts so); one that panicked between `cluster up` and `cluster
+/// down` would otherwise leave them running, since a cluster started by
+/// `cluster up` is meant to outlive the command.
+pub struct Reap(pub PathBuf);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        for pid in servers_under(&self.0) {
+            // SAFETY: a signal to a process id we just read.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
 /// `coldswap cluster up --foreground` in `run_dir`, returned once it says
 /// the cluster is up; its stdout is drained in the background (a closed
 /// pipe would make its later prints fail).
