@@ -48,6 +48,25 @@ pub async fn table_sizes(conn: &mut MySqlConnection, schema: &str) -> Result<Has
     Ok(m)
 }
 
+/// Bytes (data and indexes) of `tables` ((schema, table) pairs, as
+/// `Mix::tables` gives them), and how many of them were found.
+pub async fn tables_bytes(conn: &mut MySqlConnection, tables: &[(String, String)]) -> Result<(u64, usize)> {
+    let mut schemas: Vec<&str> = tables.iter().map(|(d, _)| d.as_str()).collect();
+    schemas.sort_unstable();
+    schemas.dedup();
+    let (mut total, mut found) = (0, 0);
+    for db in schemas {
+        let sizes = table_sizes(conn, db).await?;
+        for (_, t) in tables.iter().filter(|(d, _)| d == db) {
+            if let Some((data, index)) = sizes.get(t) {
+                total += data + index;
+                found += 1;
+            }
+        }
+    }
+    Ok((total, found))
+}
+
 fn row_map(r: &sqlx::mysql::MySqlRow) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     for (i, c) in r.columns().iter().enumerate() {

@@ -135,20 +135,7 @@ async fn external_table_bytes(path: &std::path::Path, allow_remote: bool, mix: &
         .await
         .map_err(|e| anyhow::anyhow!("--project-size-from: cannot reach the primary: {e:#}"))?;
     let tables = mix.tables();
-    let mut total = 0;
-    let mut found = 0;
-    let mut schemas: Vec<&str> = tables.iter().map(|(d, _)| d.as_str()).collect();
-    schemas.sort_unstable();
-    schemas.dedup();
-    for db in schemas {
-        let sizes = coldswap_checker::lint::table_sizes(&mut c, db).await?;
-        for (_, t) in tables.iter().filter(|(d, _)| d == db) {
-            if let Some((data, index)) = sizes.get(t) {
-                total += data + index;
-                found += 1;
-            }
-        }
-    }
+    let (total, found) = coldswap_checker::lint::tables_bytes(&mut c, &tables).await?;
     coldswap_sql::close(c).await;
     if total == 0 {
         bail!(

@@ -7,18 +7,7 @@ mod common;
 use common::*;
 
 fn ext(args: &[&str], dir: &std::path::Path, pw: &str) -> (i32, String, String) {
-    let out = std::process::Command::new(bin())
-        .args(args)
-        .current_dir(dir)
-        .env("COLDSWAP_LOG", "warn")
-        .env("STAGING_PW", pw)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    cli_env(args, dir, &[("STAGING_PW", pw)])
 }
 
 #[test]

@@ -66,15 +66,12 @@ fn a_cold_replica_is_no_go_until_warmed_and_a_full_scan_is_no_go() {
         ),
     )
     .unwrap();
-    let ext = std::process::Command::new(bin())
-        .args(["gate", "--external", "external.toml", "--json", "--mix", mix, "--background", "notify_schedules_fixed"])
-        .current_dir(&dir)
-        .env("COLDSWAP_LOG", "warn")
-        .env("GATE_PW", pw)
-        .output()
-        .unwrap();
-    let (eout, eerr) = (String::from_utf8_lossy(&ext.stdout), String::from_utf8_lossy(&ext.stderr));
-    assert_eq!(ext.status.code(), Some(0), "{eout}\n{eerr}");
+    let (code, eout, eerr) = cli_env(
+        &["gate", "--external", "external.toml", "--json", "--mix", mix, "--background", "notify_schedules_fixed"],
+        &dir,
+        &[("GATE_PW", pw)],
+    );
+    assert_eq!(code, 0, "{eout}\n{eerr}");
     let ge = json(&eout);
     assert_eq!(ge["go"], true);
     for name in ["replication", "full_scans", "hot_set_coverage"] {
@@ -84,14 +81,11 @@ fn a_cold_replica_is_no_go_until_warmed_and_a_full_scan_is_no_go() {
     // The same config sizes a projection: the mix's tables on that primary
     // (the drill itself then stops at its own bad --scale, before starting
     // anything).
-    let sized = std::process::Command::new(bin())
-        .args(["drill", "--project-size-from", "external.toml", "--mix", mix, "--scale", "-1"])
-        .current_dir(&dir)
-        .env("COLDSWAP_LOG", "warn")
-        .env("GATE_PW", pw)
-        .output()
-        .unwrap();
-    let serr = String::from_utf8_lossy(&sized.stderr);
+    let (scode, _, serr) = cli_env(
+        &["drill", "--project-size-from", "external.toml", "--mix", mix, "--scale", "-1"],
+        &dir,
+        &[("GATE_PW", pw)],
+    );
     let bytes: u64 = serr
         .split("projecting to ")
         .nth(1)
@@ -99,7 +93,7 @@ fn a_cold_replica_is_no_go_until_warmed_and_a_full_scan_is_no_go() {
         .and_then(|x| x.parse().ok())
         .unwrap_or_else(|| panic!("no projection size read: {serr}"));
     assert!(bytes > 1_000_000, "the seeded tables are megabytes: {bytes}");
-    assert_ne!(sized.status.code(), Some(0));
+    assert_ne!(scode, 0);
 
     // The 2017 mix (the dispatcher's full scan runs by default): NO-GO, named.
     let (code, out, _) = run(&["gate", "--mix", mix]);

@@ -26,22 +26,12 @@ const TEST_SCALE: &[&str] = &[
     "10s",
 ];
 
-fn drill(dir: &std::path::Path, name: &str, extra: &[&str], env: &[(&str, &std::path::Path)]) -> (i32, String, String) {
+fn drill(dir: &std::path::Path, name: &str, extra: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = dir.join(name);
     let mut args: Vec<&str> = vec!["drill", "--config", "drills/nightly.toml", "--out", out.to_str().unwrap()];
     args.extend_from_slice(TEST_SCALE);
     args.extend_from_slice(extra);
-    let mut c = std::process::Command::new(bin());
-    c.args(&args).current_dir(repo()).env("COLDSWAP_LOG", "warn").env_remove("GITHUB_STEP_SUMMARY");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let o = c.output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into(),
-        String::from_utf8_lossy(&o.stderr).into(),
-    )
+    cli_env(&args, &repo(), env)
 }
 
 #[test]
@@ -73,8 +63,12 @@ fn nightly_passes_and_a_planted_regression_is_named() {
     let planted_path = dir.join("planted.toml");
     std::fs::write(&planted_path, planted).unwrap();
     let summary = dir.join("step-summary.md");
-    let (code, out, err) =
-        drill(&dir, "c", &["--mix", planted_path.to_str().unwrap()], &[("GITHUB_STEP_SUMMARY", &summary)]);
+    let (code, out, err) = drill(
+        &dir,
+        "c",
+        &["--mix", planted_path.to_str().unwrap()],
+        &[("GITHUB_STEP_SUMMARY", summary.to_str().unwrap())],
+    );
     assert_eq!(code, 3, "the planted full scan did not fail the drill\n{out}\n{err}");
     // In GitHub Actions: the report in the step summary, failures annotated.
     let s = std::fs::read_to_string(&summary).expect("the step summary was written");

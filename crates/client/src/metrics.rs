@@ -37,12 +37,6 @@ impl Source {
     }
 }
 
-impl std::fmt::Debug for Recorder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Recorder")
-    }
-}
-
 #[derive(Debug)]
 struct RunCollector(Source);
 

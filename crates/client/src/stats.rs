@@ -379,6 +379,12 @@ impl Default for Recorder {
     }
 }
 
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Recorder")
+    }
+}
+
 impl Recorder {
     /// A recorder whose clock starts now.
     pub fn new() -> Recorder {

@@ -685,6 +685,17 @@ fn cells(x: &StepResult) -> [String; 11] {
     ]
 }
 
+/// A horizontal grid line at `y` across the plot, labelled on the left.
+fn grid_line(s: &mut String, ml: f64, pw: f64, y: f64, label: &str) {
+    let _ = write!(
+        s,
+        r#"<line x1="{ml}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{:.1}" y="{:.1}" class="tick" text-anchor="end">{label}</text>"#,
+        ml + pw,
+        ml - 4.0,
+        y + 3.0
+    );
+}
+
 /// Cold capacity against time since the switchover, with the warm capacity.
 fn over_time_chart(r: &CapacityReport) -> String {
     let pts = &r.cold_over_time;
@@ -701,15 +712,7 @@ fn over_time_chart(r: &CapacityReport) -> String {
     );
     for i in 0..=4 {
         let v = vmax * i as f64 / 4.0;
-        let _ = write!(
-            s,
-            r#"<line x1="{ml}" x2="{:.1}" y1="{:.1}" y2="{:.1}" class="grid"/><text x="{:.1}" y="{:.1}" class="tick" text-anchor="end">{v:.0}</text>"#,
-            ml + pw,
-            y(v),
-            y(v),
-            ml - 4.0,
-            y(v) + 3.0
-        );
+        grid_line(&mut s, ml, pw, y(v), &format!("{v:.0}"));
     }
     for a in pts {
         let _ = write!(
@@ -786,20 +789,12 @@ fn chart(r: &CapacityReport, title: &str, unit: &str, value: fn(&StepResult) -> 
         (0..=4).map(|i| vmax * i as f64 / 4.0).collect()
     };
     for t in ticks {
-        let _ = write!(
-            s,
-            r#"<line x1="{ml}" x2="{:.1}" y1="{:.1}" y2="{:.1}" class="grid"/><text x="{:.1}" y="{:.1}" class="tick" text-anchor="end">{}</text>"#,
-            ml + pw,
-            y(t),
-            y(t),
-            ml - 4.0,
-            y(t) + 3.0,
-            if t >= 10.0 || t == 0.0 {
-                format!("{t:.0}")
-            } else {
-                format!("{t:.2}").trim_end_matches('0').trim_end_matches('.').to_string()
-            }
-        );
+        let label = if t >= 10.0 || t == 0.0 {
+            format!("{t:.0}")
+        } else {
+            format!("{t:.2}").trim_end_matches('0').trim_end_matches('.').to_string()
+        };
+        grid_line(&mut s, ml, pw, y(t), &label);
     }
     let mut rates: Vec<f64> = r.steps.iter().map(|s| s.rate).collect();
     rates.sort_by(|a, b| a.total_cmp(b));

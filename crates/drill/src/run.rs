@@ -906,26 +906,13 @@ fn time_to_warm(
 /// Bytes (data and indexes) of the tables the mix touches, as InnoDB
 /// reports them; None where they cannot be read.
 async fn dataset_bytes(c: &mut sqlx::MySqlConnection, mix: &Mix) -> Option<u64> {
-    let mut total = 0;
-    let tables = mix.tables();
-    let mut schemas: Vec<&str> = tables.iter().map(|(d, _)| d.as_str()).collect();
-    schemas.sort_unstable();
-    schemas.dedup();
-    for db in schemas {
-        let sizes = match lint::table_sizes(c, db).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("table sizes of {db} unreadable, no dataset size: {e:#}");
-                return None;
-            }
-        };
-        for (_, t) in tables.iter().filter(|(d, _)| d == db) {
-            if let Some((data, index)) = sizes.get(t) {
-                total += data + index;
-            }
+    match lint::tables_bytes(c, &mix.tables()).await {
+        Ok((total, _)) => (total > 0).then_some(total),
+        Err(e) => {
+            tracing::warn!("table sizes unreadable, no dataset size: {e:#}");
+            None
         }
     }
-    (total > 0).then_some(total)
 }
 
 /// Lint's cold estimate of each full scan beside the first cold execution

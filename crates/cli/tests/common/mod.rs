@@ -21,8 +21,18 @@ pub fn bin() -> &'static str {
 
 /// Run the CLI; returns (exit code, stdout, stderr).
 pub fn cli(args: &[&str], cwd: &Path) -> (i32, String, String) {
-    let out =
-        Command::new(bin()).args(args).current_dir(cwd).env("COLDSWAP_LOG", "warn").output().expect("run coldswap");
+    cli_env(args, cwd, &[])
+}
+
+/// Run the CLI with extra environment variables. A GitHub step summary the
+/// tests themselves run under is not passed on (a test sets its own).
+pub fn cli_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut c = Command::new(bin());
+    c.args(args).current_dir(cwd).env("COLDSWAP_LOG", "warn").env_remove("GITHUB_STEP_SUMMARY");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("run coldswap");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
