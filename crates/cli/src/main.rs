@@ -59,7 +59,8 @@ enum Cmd {
     /// Servers you already run (a staging primary and replica): status, and
     /// upgrade and promotion through your own hook commands.
     External(external_cmd::ExternalArgs),
-    /// Per-transaction deltas between two drill reports; exits 4 on regressions.
+    /// Per-transaction deltas between earlier good drill reports and a new one;
+    /// exits 4 on regressions beyond the run-to-run noise.
     Compare(report_cmd::CompareArgs),
     /// Work on results: merge shards.
     #[command(subcommand)]

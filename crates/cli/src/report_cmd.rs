@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct CompareArgs {
-    /// The earlier (last good) report.json, or its directory.
-    old: PathBuf,
-    /// The new report.json, or its directory.
-    new: PathBuf,
+    /// Earlier good reports (report.json or their directories), oldest
+    /// first, then the new one last. With several earlier runs, their own
+    /// spread joins the measured between-run noise.
+    #[arg(required = true, num_args = 2.., value_name = "REPORT")]
+    reports: Vec<PathBuf>,
     /// Allowed p99 growth of a transaction, percent.
     #[arg(long, default_value_t = 25.0)]
     max_p99_increase_pct: f64,
@@ -24,6 +25,13 @@ pub struct CompareArgs {
     /// Phases to compare.
     #[arg(long, value_delimiter = ',', default_value = "baseline,cold,warm")]
     phases: Vec<String>,
+    /// Family-wise confidence that no delta is called by chance, percent.
+    #[arg(long, default_value_t = 95.0)]
+    confidence_pct: f64,
+    /// Standard deviation of ln(p99) between drills of one build (the
+    /// prior for the between-run noise; default measured, see the README).
+    #[arg(long, default_value_t = compare::RUN_NOISE.0)]
+    run_noise: f64,
     #[arg(long)]
     json: bool,
 }
@@ -48,16 +56,24 @@ fn read_report(p: &Path) -> Result<Report> {
 }
 
 pub fn compare(a: CompareArgs) -> Result<u8> {
-    let old = read_report(&a.old)?;
-    let new = read_report(&a.new)?;
+    let mut reports = a.reports.iter().map(|p| read_report(p)).collect::<Result<Vec<_>>>()?;
+    let new = reports.pop().expect("clap requires two reports");
+    if !(50.0..100.0).contains(&a.confidence_pct) {
+        anyhow::bail!("--confidence-pct must be at least 50 and under 100, not {}", a.confidence_pct);
+    }
+    if !(a.run_noise >= 0.0 && a.run_noise.is_finite()) {
+        anyhow::bail!("--run-noise must be a standard deviation (0 or more), not {}", a.run_noise);
+    }
     let limits = Limits {
         max_p99_increase_pct: a.max_p99_increase_pct,
         min_p99_increase_ms: a.min_p99_increase_ms,
         max_error_rate_increase_pts: a.max_error_rate_increase_pts,
         phases: a.phases,
+        confidence_pct: a.confidence_pct,
+        run_noise: a.run_noise,
         ..Default::default()
     };
-    let c = compare::compare(&old, &new, &limits);
+    let c = compare::compare_many(&reports, &new, &limits);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&c)?);
     } else {

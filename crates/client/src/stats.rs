@@ -157,7 +157,7 @@ pub struct SecondSummary {
     pub p99_ms: f64,
     /// Slowest request of the second, ms.
     pub max_ms: f64,
-    /// Each transaction's requests that ended in the second.
+    /// Each transaction's and background job's requests that ended in the second.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub by_txn: BTreeMap<String, TxnSecond>,
 }
@@ -515,23 +515,27 @@ impl Recorder {
                 }
             }
         }
-        // Timeline: API requests only (background jobs have their own rows).
+        // Timeline: the second's totals count API requests only; every
+        // transaction and background job gets its own per-second row, so
+        // compare can tell a stall of a few seconds from a slower run.
+        roll(g, now);
+        let cur = g.current.as_mut().unwrap();
         if r.kind == Kind::Transaction {
             // The timeline counts by completion, under the phase running now.
-            roll(g, now);
-            let cur = g.current.as_mut().unwrap();
             cur.count += 1;
             let _ = cur.hist.record(us);
-            if !cur.by_txn.contains_key(r.name) {
-                cur.by_txn.insert(r.name.to_string(), (Vec::new(), 0));
-            }
-            let t = cur.by_txn.get_mut(r.name).unwrap();
-            t.0.push(us);
             if !r.ok {
                 cur.errors += 1;
-                t.1 += 1;
                 *cur.by_class.entry(r.class.unwrap_or(FailClass::Other)).or_insert(0) += 1;
             }
+        }
+        if !cur.by_txn.contains_key(r.name) {
+            cur.by_txn.insert(r.name.to_string(), (Vec::new(), 0));
+        }
+        let t = cur.by_txn.get_mut(r.name).unwrap();
+        t.0.push(us);
+        if !r.ok {
+            t.1 += 1;
         }
     }
 
