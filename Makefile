@@ -11,7 +11,7 @@ MYSQL ?= mysql-9.7.4
 # make upgrade-drill FLAVOR=mysql runs drills/mysql.toml instead of drill.toml.
 DRILL_CONFIG ?= $(if $(filter mysql,$(FLAVOR)),drills/mysql.toml,drill.toml)
 
-.PHONY: all deps build dists test lint unit upgrade-drill bench images tools report-screenshot clean
+.PHONY: all deps build dists test lint unit upgrade-drill bench soak images tools report-screenshot clean
 
 all: build
 
@@ -73,6 +73,13 @@ report-screenshot:
 bench: dists
 	@scripts/install-deps.sh sysbench
 	$(TARGET_DIR)/release/coldswap-bench --out target/bench $(BENCH_ARGS)
+
+# The load process's memory over a 30-minute soak at the drill's rate
+# (load_rss_growth_mib_per_hour, into the same results file).
+# SOAK_MINUTES=5 for a shorter look.
+SOAK_MINUTES ?= 30
+soak: dists
+	$(TARGET_DIR)/release/coldswap-bench --out target/bench --only soak --soak-minutes $(SOAK_MINUTES)
 
 clean:
 	$(CARGO) clean

@@ -1,10 +1,11 @@
 //! point_select_qps, point_select_cpu_us_per_query (against sysbench
 //! oltp_point_select, same table, same connections; the server on its own
 //! CPUs, the clients on the others), point_select_qps_shared_cores (the same
-//! pair unpinned) and sleep10ms_p50_ms.
+//! pair unpinned), harness_cpu_us_per_request (the drill's load path at its
+//! default rate against sysbench --rate) and sleep10ms_p50_ms.
 
 use anyhow::{bail, Context, Result};
-use coldswap_client::run::{Load, LoadConfig};
+use coldswap_client::run::{Load, LoadConfig, Model};
 use coldswap_client::{Endpoint, Protocol, Recorder, TierConfig};
 use coldswap_db::{Cluster, UpOptions};
 use coldswap_sql as sql;
@@ -94,6 +95,23 @@ async fn ours(
     via_endpoint: bool,
     protocol: Protocol,
 ) -> Result<(f64, f64, f64, u64)> {
+    let cfg = LoadConfig {
+        users,
+        duration: Some(Duration::from_secs(secs)),
+        tier: TierConfig { pool_size: users as u32, protocol, ..Default::default() },
+        ..Default::default()
+    };
+    ours_with(cluster, mix_path, cfg, via_endpoint).await
+}
+
+/// One load of `mix_path` with `cfg`: (requests/s, load-process CPU us per
+/// request, p50 ms, requests).
+async fn ours_with(
+    cluster: &Cluster,
+    mix_path: &Path,
+    cfg: LoadConfig,
+    via_endpoint: bool,
+) -> Result<(f64, f64, f64, u64)> {
     let p = cluster.primary_index()?;
     let node = cluster.node(p);
     let s = cluster.secrets();
@@ -102,12 +120,6 @@ async fn ours(
     let opts = sql::tcp_options("127.0.0.1", port, &s.app_user, &s.app_password);
     let mix = coldswap_client::run::load_mix(mix_path)?;
     let rec = Arc::new(Recorder::new());
-    let cfg = LoadConfig {
-        users,
-        duration: Some(Duration::from_secs(secs)),
-        tier: TierConfig { pool_size: users as u32, protocol, ..Default::default() },
-        ..Default::default()
-    };
     let load = Load::prepare(mix, opts, cfg, rec.clone()).await?;
     rec.phase("run");
     let c0 = coldswap_client::cpu::process_s();
@@ -215,6 +227,10 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
         // and text figures come from them.
         shared.push(pair(cluster, &mix, spid, &sb_args, split.is_none(), round % 2 == 0).await?);
     }
+    // The harness's own cost at the drill's rate (shared cores, as in a drill).
+    eprintln!("bench: harness CPU at the drill's rate, {HARNESS_SECS} s each ...");
+    let app_creds = sysbench_credentials(&secret_dir, &sec.app_user, &sec.app_password)?;
+    let harness = harness_cpu(cluster, &mix, &common, &app_creds).await?;
     let runs = if split.is_some() { &pinned } else { &shared };
     // The better round of each (the machine has other tenants).
     let best = |rs: &[Round], f: fn(&Round) -> f64| rs.iter().map(f).fold(f64::MIN, f64::max);
@@ -267,6 +283,7 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
     eprintln!("bench: sleep10ms p50 {p50:.3} ms over {n} requests (text protocol: {p50_text:.3} ms)");
 
     Ok(vec![
+        harness,
         Figure {
             name: "point_select_qps".into(),
             unit: "queries/s".into(),
@@ -360,6 +377,86 @@ async fn measure(cluster: &Cluster, repo: &Path) -> Result<Vec<Figure>> {
     ])
 }
 
+/// sysbench's queries per second and queries in all, from its summary.
+fn sysbench_queries(out: &str, secs: u64) -> Result<(f64, f64)> {
+    let line =
+        out.lines().find(|l| l.trim_start().starts_with("queries:")).context("no queries line in sysbench output")?;
+    let qps: f64 = line
+        .split('(')
+        .nth(1)
+        .and_then(|x| x.split_whitespace().next())
+        .and_then(|x| x.parse().ok())
+        .context("cannot read sysbench's rate")?;
+    let total: f64 = line.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(qps * secs as f64);
+    Ok((qps, total))
+}
+
+/// The drill's default rate (requests/s), users and API pool.
+const DRILL_RATE: f64 = 1000.0;
+const DRILL_USERS: usize = 64;
+const DRILL_POOL: u32 = 32;
+const HARNESS_SECS: u64 = 20;
+
+/// harness_cpu_us_per_request: CPU per request of the drill's load path
+/// (open model at the drill's rate, API tier, the swappable endpoint, the
+/// text protocol the drill sends) against sysbench --rate at the same rate
+/// with as many connections as the drill's API pool; 2 rounds, which runs
+/// first alternating, the lesser CPU of each.
+async fn harness_cpu(cluster: &Cluster, mix: &Path, common: &[String], creds: &str) -> Result<Figure> {
+    let mut sb_args = vec!["oltp_point_select".to_string()];
+    sb_args.extend(common.iter().cloned());
+    sb_args.extend([
+        creds.to_string(),
+        format!("--threads={DRILL_POOL}"),
+        format!("--rate={DRILL_RATE}"),
+        format!("--time={HARNESS_SECS}"),
+        "--report-interval=0".into(),
+        "run".into(),
+    ]);
+    let (mut ours_cpu, mut sb_cpu) = (Vec::new(), Vec::new());
+    for round in 0..2 {
+        for ours_turn in [round % 2 == 0, round % 2 == 1] {
+            if ours_turn {
+                let cfg = LoadConfig {
+                    users: DRILL_USERS,
+                    model: Model::Open { rate_per_s: DRILL_RATE },
+                    duration: Some(Duration::from_secs(HARNESS_SECS)),
+                    tier: TierConfig { pool_size: DRILL_POOL, ..Default::default() },
+                    ..Default::default()
+                };
+                let (q, cpu, _, _) = ours_with(cluster, mix, cfg, true).await?;
+                eprintln!("bench: harness at {DRILL_RATE} req/s: coldswap {q:.0} req/s, {cpu:.1} us CPU/request");
+                ours_cpu.push((q, cpu));
+            } else {
+                let (out, cpu) = sysbench(&sb_args)?;
+                let (q, total) = sysbench_queries(&out, HARNESS_SECS)?;
+                let cpu = cpu * 1e6 / total;
+                eprintln!("bench: harness at {DRILL_RATE} req/s: sysbench {q:.0} q/s, {cpu:.1} us CPU/query");
+                sb_cpu.push((q, cpu));
+            }
+        }
+    }
+    let least = |v: &[(f64, f64)]| v.iter().cloned().fold((f64::NAN, f64::MAX), |a, b| if b.1 < a.1 { b } else { a });
+    let ((oq, o), (sq, sb)) = (least(&ours_cpu), least(&sb_cpu));
+    Ok(Figure {
+        name: "harness_cpu_us_per_request".into(),
+        unit: "us CPU/request".into(),
+        ours: o,
+        peer: format!("sysbench 1.0.20 oltp_point_select --rate={DRILL_RATE} --threads={DRILL_POOL}"),
+        peer_value: Some(sb),
+        ratio: Some(o / sb),
+        goal: "no more per request than the peer (ratio <= 1.0)".into(),
+        goal_met: Some(o <= sb),
+        method: format!(
+            "user+system CPU of the load process per request over {HARNESS_SECS} s at {DRILL_RATE} requests/s, open model: \
+             loadtests/point_select.toml through the API tier ({DRILL_USERS} users, {DRILL_POOL} connections, text protocol) \
+             and the swappable endpoint, as a drill sends them ({oq:.0} req/s served), against sysbench at the same rate \
+             ({sq:.0} q/s, prepared statements); 2 rounds each, which runs first alternating, the lesser CPU of each, \
+             on shared cores"
+        ),
+    })
+}
+
 /// One round of the point-select pair: queries/s, client CPU and server CPU
 /// per query (us) of sysbench, then of ours; with `full`, also ours through
 /// the endpoint and with the text protocol (else NaN there).
@@ -399,15 +496,7 @@ async fn pair(
     let s0 = cpu_of(spid);
     let (out, sb_cpu) = sysbench(sb_args)?;
     let sb_server = cpu_of(spid) - s0;
-    let line =
-        out.lines().find(|l| l.trim_start().starts_with("queries:")).context("no queries line in sysbench output")?;
-    let sb_qps: f64 = line
-        .split('(')
-        .nth(1)
-        .and_then(|x| x.split_whitespace().next())
-        .and_then(|x| x.parse().ok())
-        .context("cannot read sysbench's rate")?;
-    let sb_total: f64 = line.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(sb_qps * SECS as f64);
+    let (sb_qps, sb_total) = sysbench_queries(&out, SECS)?;
     let (sb_cpu, sb_server) = (sb_cpu * 1e6 / sb_total, sb_server * 1e6 / sb_total);
     let (q, cpu, our_server) = match mine {
         Some(m) => m,

@@ -11,10 +11,12 @@ use std::path::PathBuf;
 mod cold;
 pub mod load;
 mod seed;
+mod soak;
 
 #[derive(Parser)]
 struct Args {
-    /// Figure groups to measure (seed, ...); all by default.
+    /// Figure groups to measure (seed, load, cold; soak only when named);
+    /// all but soak by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where results.json goes.
@@ -26,6 +28,9 @@ struct Args {
     /// Scale for the first-touch figures.
     #[arg(long, default_value_t = 0.5)]
     cold_scale: f64,
+    /// Length of the soak (`--only soak`, `make soak`), minutes.
+    #[arg(long, default_value_t = 30.0)]
+    soak_minutes: f64,
 }
 
 /// A directory of the owner's only (mode 0700), removed on drop: where
@@ -166,6 +171,11 @@ fn main() -> Result<()> {
         }
         if want("cold") {
             figures.extend(cold::run(args.cold_scale).await.context("first-touch figures")?);
+        }
+        // Half an hour: only when asked for (make soak).
+        if args.only.iter().any(|x| x == "soak") {
+            let repo = std::env::current_dir()?;
+            figures.extend(soak::run(args.soak_minutes, &repo).await.context("soak figure")?);
         }
         anyhow::Ok(())
     })?;
