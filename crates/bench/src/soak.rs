@@ -27,7 +27,7 @@ const SCALE: f64 = 0.1;
 const EVERY: Duration = Duration::from_secs(10);
 
 pub async fn run(minutes: f64, repo: &Path) -> Result<Vec<Figure>> {
-    if !(minutes >= 1.0) {
+    if minutes.is_nan() || minutes < 1.0 {
         bail!("--soak-minutes must be at least 1, not {minutes}");
     }
     let dir = std::env::temp_dir().join(format!("coldswap-bench-soak-{}", std::process::id()));
@@ -93,7 +93,7 @@ async fn measure(cluster: &mut Cluster, minutes: f64, repo: &Path) -> Result<Vec
                 tick.tick().await;
                 let (t, m) = (t0.elapsed().as_secs_f64(), rss_mib());
                 let mut v = samples.lock().unwrap();
-                if v.len() % 30 == 0 {
+                if v.len().is_multiple_of(30) {
                     eprintln!("bench: soak {t:.0} s, RSS {m:.1} MiB");
                 }
                 v.push((t, m));
