@@ -198,7 +198,17 @@ pub async fn buffer_pool_transfer(cluster: &Cluster, src: usize, dst: usize, dum
     // when the status is a completion other than that one, so it starts a
     // second later than the last completion at least (the message has
     // second precision).
-    let before = status_var(&mut d, "Innodb_buffer_pool_load_status").await?;
+    // A load still running (the server's own at start, slow on a cold
+    // volume) would ignore ours and then report its own completion as if it
+    // were ours: wait for it to end first.
+    let waited = Instant::now();
+    let mut before = status_var(&mut d, "Innodb_buffer_pool_load_status").await?;
+    while (before.starts_with("Loading") || before.starts_with("Loaded") && !is_full(&before))
+        && waited.elapsed() < Duration::from_secs(600)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        before = status_var(&mut d, "Innodb_buffer_pool_load_status").await?;
+    }
     if before.contains("completed") {
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
