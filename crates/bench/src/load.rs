@@ -392,10 +392,22 @@ fn sysbench_queries(out: &str, secs: u64) -> Result<(f64, f64)> {
 }
 
 /// The drill's default rate (requests/s), users and API pool.
-const DRILL_RATE: f64 = 1000.0;
-const DRILL_USERS: usize = 64;
-const DRILL_POOL: u32 = 32;
+pub const DRILL_RATE: f64 = 1000.0;
+pub const DRILL_USERS: usize = 64;
+pub const DRILL_POOL: u32 = 32;
 const HARNESS_SECS: u64 = 20;
+
+/// A load as a drill sends it by default: open model at the drill's rate,
+/// its users and API pool, for `secs`.
+pub fn drill_load(secs: u64) -> LoadConfig {
+    LoadConfig {
+        users: DRILL_USERS,
+        model: Model::Open { rate_per_s: DRILL_RATE },
+        duration: Some(Duration::from_secs(secs)),
+        tier: TierConfig { pool_size: DRILL_POOL, ..Default::default() },
+        ..Default::default()
+    }
+}
 
 /// harness_cpu_us_per_request: CPU per request of the drill's load path
 /// (open model at the drill's rate, API tier, the swappable endpoint, the
@@ -417,14 +429,7 @@ async fn harness_cpu(cluster: &Cluster, mix: &Path, common: &[String], creds: &s
     for round in 0..2 {
         for ours_turn in [round % 2 == 0, round % 2 == 1] {
             if ours_turn {
-                let cfg = LoadConfig {
-                    users: DRILL_USERS,
-                    model: Model::Open { rate_per_s: DRILL_RATE },
-                    duration: Some(Duration::from_secs(HARNESS_SECS)),
-                    tier: TierConfig { pool_size: DRILL_POOL, ..Default::default() },
-                    ..Default::default()
-                };
-                let (q, cpu, _, _) = ours_with(cluster, mix, cfg, true).await?;
+                let (q, cpu, _, _) = ours_with(cluster, mix, drill_load(HARNESS_SECS), true).await?;
                 eprintln!("bench: harness at {DRILL_RATE} req/s: coldswap {q:.0} req/s, {cpu:.1} us CPU/request");
                 ours_cpu.push((q, cpu));
             } else {

@@ -10,8 +10,8 @@
 //! than 10 minutes fits its second half.
 
 use anyhow::{bail, Result};
-use coldswap_client::run::{Load, LoadConfig, Model};
-use coldswap_client::{Endpoint, Recorder, TierConfig};
+use coldswap_client::run::Load;
+use coldswap_client::{Endpoint, Recorder};
 use coldswap_db::{Cluster, UpOptions};
 use coldswap_sql as sql;
 use std::path::Path;
@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::Figure;
 
-const RATE: f64 = 1000.0;
-const USERS: usize = 64;
-const POOL: u32 = 32;
+use crate::load::{DRILL_POOL as POOL, DRILL_RATE as RATE, DRILL_USERS as USERS};
 const SCALE: f64 = 0.1;
 const EVERY: Duration = Duration::from_secs(10);
 
@@ -73,14 +71,7 @@ async fn measure(cluster: &mut Cluster, minutes: f64, repo: &Path) -> Result<Vec
     let mix = coldswap_client::run::load_mix(&mix_path)?;
     let rec = Arc::new(Recorder::new());
     let secs = (minutes * 60.0).round() as u64;
-    let cfg = LoadConfig {
-        users: USERS,
-        model: Model::Open { rate_per_s: RATE },
-        duration: Some(Duration::from_secs(secs)),
-        tier: TierConfig { pool_size: POOL, ..Default::default() },
-        ..Default::default()
-    };
-    let load = Load::prepare(mix, opts, cfg, rec.clone()).await?;
+    let load = Load::prepare(mix, opts, crate::load::drill_load(secs), rec.clone()).await?;
     rec.phase("soak");
     eprintln!("bench: soak, {RATE} req/s of loadtests/api.toml for {minutes} min, RSS every {} s ...", EVERY.as_secs());
     let t0 = Instant::now();

@@ -193,19 +193,16 @@ pub async fn buffer_pool_transfer(cluster: &Cluster, src: usize, dst: usize, dum
         .write(cluster.node(dst), "ib_buffer_pool", out.as_bytes())
         .await
         .context("writing the buffer pool list")?;
-    // The status still reports the last load (the server's own, at start):
-    // "Buffer pool(s) load completed at 261130 15:40:00". Ours is done
-    // when the status is a completion other than that one, so it starts a
-    // second later than the last completion at least (the message has
-    // second precision).
-    // Twice: a server that has just started runs its own load from this
-    // file, ignores load_now meanwhile, and its completion reads like ours
-    // (seen in CI: the replica had restarted a second before). The second
-    // pass runs after any such load and finds our pages mostly in already.
+    // The status still reports the last load: "Buffer pool(s) load
+    // completed at 261130 15:40:00". Ours is done when the status is a
+    // completion other than that one, so it starts a second later than the
+    // last completion at least (the message has second precision). Twice:
+    // a server that has just started runs its own load from this file,
+    // ignores load_now meanwhile, and its completion reads like ours (seen
+    // in CI: the replica had restarted a second before); the second pass
+    // comes after any such load and finds our pages mostly in already.
     for _pass in 0..2 {
-        // A load still running (the server's own at start, slow on a cold
-        // volume) would ignore ours and then report its own completion as if it
-        // were ours: wait for it to end first.
+        // A load still running would ignore ours: wait for it to end first.
         let waited = Instant::now();
         let mut before = status_var(&mut d, "Innodb_buffer_pool_load_status").await?;
         while (before.starts_with("Loading") || before.starts_with("Loaded") && !is_full(&before))
