@@ -10,7 +10,7 @@ fn ttw(row: &serde_json::Value) -> f64 {
 }
 
 #[test]
-fn every_technique_runs_and_no_penalty_warms_first() {
+fn every_technique_runs_and_no_penalty_beats_none() {
     let dir = test_dir("warmups");
     let mix = repo().join("loadtests/api.toml");
     // A small dataset on the drill's volume, the 2017 dispatcher on 8 API
@@ -48,13 +48,16 @@ fn every_technique_runs_and_no_penalty_warms_first() {
     // The table is ordered by what it measured.
     let times: Vec<f64> = rows.iter().map(ttw).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{names:?} {times:?}");
-    // No penalty warms first (the timeline's resolution is a second), and
-    // is warm at all within the phase.
+    // A volume without the first-touch penalty is warm within the phase,
+    // and not later than the same cold buffer pool on the penalised volume
+    // (`none`). It is not asserted to beat the techniques that also warm the
+    // buffer pool: at this scale the pool holds the mix's pages, so those
+    // can warm sooner than a cold pool on a fast volume, and `hydration`
+    // finishes before the switchover here and equals it up to noise (one
+    // CI run had 0 s against 3 s).
     let floor = ttw(row("no-penalty"));
     assert!(floor.is_finite(), "no-penalty never warm: {}", row("no-penalty"));
-    for r in rows {
-        assert!(floor <= ttw(r) + 1.0, "no-penalty ({floor}) slower than {}", r);
-    }
+    assert!(floor <= ttw(row("none")) + 1.0, "no-penalty ({floor}) slower than {}", row("none"));
     // Nobody warming it is not faster than the whole buffer pool loaded.
     assert!(
         ttw(row("none")) + 1.0 >= ttw(row("buffer-pool")),

@@ -25,7 +25,7 @@ pub const TECHNIQUES: &[(&str, &str)] = &[
         "hydration",
         "no warm-up, but the volume hydrates in the background at a fixed rate (EBS initialization runs at 100-300 MiB/s)",
     ),
-    ("no-penalty", "a volume with no first-touch penalty (a fast-snapshot-restore volume): only the buffer pool is cold; the floor"),
+    ("no-penalty", "a volume with no first-touch penalty (a fast-snapshot-restore volume): only the buffer pool is cold"),
 ];
 
 /// A finished (or interrupted) comparison.
