@@ -15,6 +15,7 @@ mod drill_set;
 mod external_cmd;
 mod gate_cmd;
 mod load_cmd;
+mod mix_cmd;
 mod report_cmd;
 mod seed_cmd;
 
@@ -67,6 +68,9 @@ enum Cmd {
     Report(report_cmd::ReportCmd),
     /// Run a load mix against a cluster (through a swappable endpoint) or an endpoint.
     Load(load_cmd::LoadArgs),
+    /// Mix files: import one from a slow query log.
+    #[command(subcommand)]
+    Mix(mix_cmd::MixCmd),
     /// Emulated cold storage (first-touch penalty) of a node.
     #[command(subcommand)]
     Cold(ColdCmd),
@@ -336,6 +340,7 @@ async fn run(cmd: Cmd) -> Result<u8> {
         Cmd::Cluster(c) => cluster_cmd::run(c).await,
         Cmd::Cold(c) => cold_cmd::cold(c).await,
         Cmd::Load(a) => load_cmd::run(a).await,
+        Cmd::Mix(c) => mix_cmd::run(c),
         Cmd::Drill(a) => drill_cmd::run(a).await,
         Cmd::Capacity(a) => drill_cmd::capacity(a).await,
         Cmd::Warmups(a) => drill_cmd::warmups(a).await,

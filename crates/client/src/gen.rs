@@ -7,6 +7,7 @@
 //! | `recent`        | one of the `window` highest ids of `table` (`window` is given at scale 1 and scales with the dataset) |
 //! | `int`           | an integer in [min, max]                                  |
 //! | `choice`        | one of `values`                                           |
+//! | `sample`        | one of `values` (strings or integers), as often as `weights` say |
 //! | `text`          | `len` random letters                                      |
 //! | `api_key`       | an API key of a user of `account`                         |
 //! | `session_token` | a console session token of a user of `account`            |
@@ -48,6 +49,14 @@ pub enum GenKind {
     Choice {
         /// The values.
         values: Vec<String>,
+    },
+    /// One of the values, each as often as its weight says (what `mix
+    /// import` writes: the values a statement was seen with, and how often).
+    Sample {
+        /// The values.
+        values: Vec<Value>,
+        /// Running sums of the weights (the last is the total).
+        cumulative: Vec<u64>,
     },
     /// Random letters of this length.
     Text {
@@ -213,6 +222,12 @@ impl Generators {
                 Value::Int((*min as i128 + r as i128) as i64)
             }
             GenKind::Choice { values } => Value::Str(values[rng.below(values.len() as u64) as usize].clone()),
+            GenKind::Sample { values, cumulative } => {
+                let total = cumulative.last().copied().unwrap_or(1).max(1);
+                let r = rng.below(total);
+                let i = cumulative.partition_point(|c| *c <= r).min(values.len() - 1);
+                values[i].clone()
+            }
             GenKind::Text { len } => {
                 const A: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
                 Value::Str((0..*len).map(|_| A[rng.below(A.len() as u64) as usize] as char).collect())
@@ -308,5 +323,20 @@ mod tests {
             buckets[(r.unit() * 10.0) as usize] += 1;
         }
         assert!(buckets.iter().all(|b| (9_000..11_000).contains(b)), "{buckets:?}");
+    }
+
+    #[test]
+    fn samples_follow_their_weights() {
+        let g = Generators::new(
+            vec![spec(
+                "s",
+                GenKind::Sample { values: vec![Value::Int(7), Value::Str("x".into())], cumulative: vec![3, 4] },
+            )],
+            Counts::at(0.01),
+            0,
+        );
+        let mut rng = Rng::new(3);
+        let sevens = (0..40_000).filter(|_| g.draw(&mut rng, &[0])[0] == Some(Value::Int(7))).count();
+        assert!((29_000..31_000).contains(&sevens), "{sevens} of 40000, weight says 30000");
     }
 }

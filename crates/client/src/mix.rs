@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
-use crate::gen::{GenKind, GenSpec};
+use crate::gen::{GenKind, GenSpec, Value};
 
 /// A mix problem at a place in a file.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,7 +92,8 @@ struct RawGen {
     min: Option<i64>,
     max: Option<i64>,
     window: Option<i64>,
-    values: Option<Vec<String>>,
+    values: Option<Vec<RawValue>>,
+    weights: Option<Vec<i64>>,
     len: Option<i64>,
     /// Free text for readers of the mix.
     #[serde(default, rename = "description")]
@@ -133,6 +134,14 @@ struct RawBg {
 
 fn yes() -> bool {
     true
+}
+
+/// A generator's listed value: a string, or an integer (sent unquoted).
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawValue {
+    Int(i64),
+    Str(String),
 }
 
 /// One SQL statement, with `:name` parameters turned into `?`.
@@ -407,11 +416,52 @@ impl Mix {
                     GenKind::Int { min: a, max: b }
                 }
                 "choice" => {
-                    let v = g.values.clone().unwrap_or_default();
+                    let v: Vec<String> = g
+                        .values
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|v| match v {
+                            RawValue::Int(i) => i.to_string(),
+                            RawValue::Str(s) => s,
+                        })
+                        .collect();
                     if v.is_empty() {
                         return Err(err(g.kind.span(), format!("generator '{name}': choice needs values = [...]")));
                     }
                     GenKind::Choice { values: v }
+                }
+                "sample" => {
+                    let values: Vec<Value> = g
+                        .values
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|v| match v {
+                            RawValue::Int(i) => Value::Int(i),
+                            RawValue::Str(s) => Value::Str(s),
+                        })
+                        .collect();
+                    if values.is_empty() {
+                        return Err(err(g.kind.span(), format!("generator '{name}': sample needs values = [...]")));
+                    }
+                    let weights = g.weights.clone().unwrap_or_else(|| vec![1; values.len()]);
+                    if weights.len() != values.len() || weights.iter().any(|w| *w <= 0) {
+                        return Err(err(
+                            g.kind.span(),
+                            format!(
+                                "generator '{name}': weights must be {} positive integers, one per value",
+                                values.len()
+                            ),
+                        ));
+                    }
+                    let mut cumulative = Vec::with_capacity(weights.len());
+                    let mut sum = 0u64;
+                    for w in weights {
+                        sum = sum.saturating_add(w as u64);
+                        cumulative.push(sum);
+                    }
+                    GenKind::Sample { values, cumulative }
                 }
                 "text" => {
                     let len = g.len.unwrap_or(16);
@@ -429,7 +479,7 @@ impl Mix {
                     return Err(err(
                         g.kind.span(),
                         format!(
-                            "generator '{name}': unknown kind '{other}' (zipf, uniform, recent, int, choice, text, api_key, session_token, user_of, database_of, unique)"
+                            "generator '{name}': unknown kind '{other}' (zipf, uniform, recent, int, choice, sample, text, api_key, session_token, user_of, database_of, unique)"
                         ),
                     ))
                 }
