@@ -11,6 +11,72 @@ use crate::fingerprint::{self, Kind, Lit, Shape};
 use crate::period::{self, Periodic};
 use crate::slowlog::SlowLog;
 
+/// One statement seen.
+#[derive(Debug, Clone)]
+pub struct Obs {
+    /// Where it was seen: a log line, or a performance_schema event number.
+    pub at: u64,
+    /// When it arrived, seconds on any fixed clock.
+    pub time: Option<f64>,
+    /// How long it ran, seconds.
+    pub query_time: f64,
+    /// Its default database.
+    pub schema: Option<String>,
+    /// The statement.
+    pub sql: String,
+    /// The server's digest of it, where the source has one.
+    pub digest: Option<String>,
+}
+
+/// A server's count of one digest over the capture (performance_schema).
+#[derive(Debug, Clone)]
+pub struct DigestTotal {
+    /// Executions.
+    pub count: u64,
+    /// Seconds spent in them.
+    pub seconds: f64,
+    /// The server's normalised text.
+    pub text: String,
+}
+
+/// Statements observed: every one (a slow log), or examples of each with
+/// the server's own counts (performance_schema).
+#[derive(Debug, Clone)]
+pub struct Capture {
+    /// What was read, for messages and the file's comments.
+    pub source: String,
+    /// What `Obs::at` counts ("line", "event").
+    pub at_word: &'static str,
+    /// The statements seen.
+    pub obs: Vec<Obs>,
+    /// Resolution of their times, seconds.
+    pub resolution: f64,
+    /// Executions and time per digest: when present the weights come from
+    /// here and `obs` are examples (values and arrival times).
+    pub totals: Option<HashMap<String, DigestTotal>>,
+}
+
+impl Capture {
+    /// Every statement of a slow log.
+    pub fn from_slow_log(log: &SlowLog, source: &str) -> Capture {
+        let (times, resolution) = log.times();
+        let obs = log
+            .entries
+            .iter()
+            .zip(times)
+            .map(|(e, t)| Obs {
+                at: e.line as u64,
+                time: t,
+                query_time: e.query_time,
+                schema: e.schema.clone(),
+                sql: e.sql.clone(),
+                digest: None,
+            })
+            .collect();
+        Capture { source: source.to_string(), at_word: "line", obs, resolution, totals: None }
+    }
+}
+
 /// What to keep, and how to write it.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
@@ -27,8 +93,6 @@ pub struct ImportOptions {
     pub database: Option<String>,
     /// The mix's name.
     pub name: String,
-    /// Where the statements came from (for the file's comments).
-    pub source: String,
     /// Most values listed per generator.
     pub max_values: usize,
     /// API nodes that each run the timer jobs (default: the fewest sources
@@ -46,7 +110,6 @@ impl Default for ImportOptions {
             include_writes: false,
             database: None,
             name: "imported".into(),
-            source: "a slow query log".into(),
             max_values: 256,
             api_nodes: None,
         }
@@ -111,7 +174,8 @@ impl Values {
 
 struct Group {
     shape: Shape,
-    first_line: usize,
+    first_at: u64,
+    digests: std::collections::HashSet<String>,
     count: u64,
     time: f64,
     times: Vec<f64>,
@@ -130,40 +194,63 @@ fn reason_of(kind: &Kind) -> String {
     }
 }
 
-/// Turn a slow log into a mix.
-pub fn import(log: &SlowLog, opts: &ImportOptions) -> Result<Imported> {
+/// Turn statements seen into a mix.
+pub fn import(cap: &Capture, opts: &ImportOptions) -> Result<Imported> {
     if !(opts.cover > 0.0 && opts.cover <= 1.0) {
         bail!("--cover must be a share above 0 % and up to 100 %, not {}", opts.cover * 100.0);
     }
-    if log.entries.is_empty() {
-        bail!("no statements found in {}: is it a slow query log (long_query_time = 0)?", opts.source);
+    if cap.obs.is_empty() {
+        match &cap.totals {
+            Some(_) => bail!("no example statement in {}: is events_statements_history_long on?", cap.source),
+            None => bail!("no statements found in {}: is it a slow query log (long_query_time = 0)?", cap.source),
+        }
     }
-    let (times, resolution) = log.times();
+    let resolution = cap.resolution;
     let mut groups: Vec<Group> = Vec::new();
     let mut by_fp: HashMap<String, usize> = HashMap::new();
     let mut left: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    // With the server's counts, what is left out is counted from them.
+    let counted = cap.totals.is_some();
     let mut leave = |why: &str, example: &str| {
         let e = left.entry(why.to_string()).or_insert((0, example.chars().take(160).collect()));
-        e.0 += 1;
-    };
-    for (e, t) in log.entries.iter().zip(times.iter()) {
-        if e.sql.starts_with("# administrator command") {
-            leave("administrator commands (Quit, Ping...)", &e.sql);
-            continue;
+        if !counted {
+            e.0 += 1;
         }
-        if e.sql.contains("coldswap_meta") {
-            leave("coldswap's own statements (coldswap_meta)", &e.sql);
+    };
+    let mut unreplayed_digests: Vec<(String, String)> = Vec::new();
+    for e in &cap.obs {
+        let t = &e.time;
+        let why = if e.sql.starts_with("# administrator command") {
+            Some("administrator commands (Quit, Ping...)")
+        } else if e.sql.contains("coldswap_meta") || e.sql.contains("/* coldswap */") {
+            Some("coldswap's own statements (coldswap_meta, /* coldswap */)")
+        } else {
+            None
+        };
+        if let Some(w) = why {
+            leave(w, &e.sql);
+            if let Some(d) = &e.digest {
+                unreplayed_digests.push((d.clone(), w.to_string()));
+            }
             continue;
         }
         let Some(shape) = fingerprint::shape(&e.sql) else {
-            leave("could not be tokenized (a truncated statement?)", &e.sql);
+            let w = "could not be tokenized (a truncated statement?)";
+            leave(w, &e.sql);
+            if let Some(d) = &e.digest {
+                unreplayed_digests.push((d.clone(), w.to_string()));
+            }
             continue;
         };
         let system = ["information_schema", "performance_schema", "mysql", "sys"];
         if shape.table.as_deref().map(|t| system.contains(&t)).unwrap_or(false)
             || system.iter().any(|s| shape.fingerprint.contains(&format!("{s}.")))
         {
-            leave("statements on the server's own schemas", &shape.fingerprint);
+            let w = "statements on the server's own schemas";
+            leave(w, &shape.fingerprint);
+            if let Some(d) = &e.digest {
+                unreplayed_digests.push((d.clone(), w.to_string()));
+            }
             continue;
         }
         let gi = match by_fp.get(&shape.fingerprint) {
@@ -173,7 +260,8 @@ pub fn import(log: &SlowLog, opts: &ImportOptions) -> Result<Imported> {
                 let n = shape.literals.len();
                 groups.push(Group {
                     shape: shape.clone(),
-                    first_line: e.line,
+                    first_at: e.at,
+                    digests: Default::default(),
                     count: 0,
                     time: 0.0,
                     times: Vec::new(),
@@ -187,6 +275,9 @@ pub fn import(log: &SlowLog, opts: &ImportOptions) -> Result<Imported> {
         let g = &mut groups[gi];
         g.count += 1;
         g.time += e.query_time;
+        if let Some(d) = &e.digest {
+            g.digests.insert(d.clone());
+        }
         if let Some(t) = t {
             g.times.push(*t);
         }
@@ -201,7 +292,50 @@ pub fn import(log: &SlowLog, opts: &ImportOptions) -> Result<Imported> {
             g.unsampled += 1;
         }
     }
-    let statements = log.entries.len() as u64;
+    let mut statements = cap.obs.len() as u64;
+    if let Some(totals) = &cap.totals {
+        // The server counted every execution; the examples only show what
+        // each digest is. A digest whose examples fell into several
+        // fingerprints (IN lists the server folds otherwise) counts in the
+        // first.
+        statements = totals.values().map(|t| t.count).sum();
+        let mut claimed = std::collections::HashSet::new();
+        for g in groups.iter_mut() {
+            g.count = 0;
+            g.time = 0.0;
+            let mut ds: Vec<&String> = g.digests.iter().collect();
+            ds.sort();
+            for d in ds {
+                if let Some(t) = totals.get(d) {
+                    if claimed.insert(d.clone()) {
+                        g.count += t.count;
+                        g.time += t.seconds;
+                    }
+                }
+            }
+        }
+        groups.retain(|g| g.count > 0);
+        for (d, w) in &unreplayed_digests {
+            if let Some(t) = totals.get(d) {
+                if claimed.insert(d.clone()) {
+                    left.entry(w.clone()).or_insert((0, t.text.clone())).0 += t.count;
+                }
+            }
+        }
+        let mut rest: Vec<(&String, &DigestTotal)> = totals.iter().filter(|(d, _)| !claimed.contains(*d)).collect();
+        rest.sort_by(|a, b| a.0.cmp(b.0));
+        for (_, t) in rest {
+            // Classified by the server's own text where it can be.
+            let why = match fingerprint::shape(&t.text).map(|s| s.kind) {
+                Some(Kind::Read) | Some(Kind::Write) | None => {
+                    "no example in events_statements_history_long (executed, but not while it was read)".to_string()
+                }
+                Some(k) => reason_of(&k),
+            };
+            let e = left.entry(why).or_insert((0, t.text.chars().take(160).collect()));
+            e.0 += t.count;
+        }
+    }
 
     // Replayable groups; the rest is listed.
     let mut replay: Vec<usize> = Vec::new();
@@ -225,7 +359,7 @@ pub fn import(log: &SlowLog, opts: &ImportOptions) -> Result<Imported> {
     }
     if replay.is_empty() {
         let what: Vec<String> = left.iter().map(|(w, (n, _))| format!("{n} {w}")).collect();
-        bail!("no replayable statement in {}: {}", opts.source, what.join("; "));
+        bail!("no replayable statement in {}: {}", cap.source, what.join("; "));
     }
 
     // Jobs on a timer.
@@ -270,7 +404,7 @@ pub fn import(log: &SlowLog, opts: &ImportOptions) -> Result<Imported> {
             }
             match s.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0))) {
                 Some((db, _)) => db.to_string(),
-                None => bail!("{} names no database (no `use db;` or Schema:): pass --database", opts.source),
+                None => bail!("{} names no database (no `use db;` or Schema:): pass --database", cap.source),
             }
         }
     };
@@ -295,7 +429,7 @@ pub fn import(log: &SlowLog, opts: &ImportOptions) -> Result<Imported> {
     };
 
     let span = {
-        let all: Vec<f64> = times.iter().flatten().copied().collect();
+        let all: Vec<f64> = cap.obs.iter().filter_map(|o| o.time).collect();
         let lo = all.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         if hi > lo {
@@ -306,7 +440,7 @@ pub fn import(log: &SlowLog, opts: &ImportOptions) -> Result<Imported> {
     };
 
     let mut out = String::new();
-    let _ = writeln!(out, "# Imported by `coldswap mix import` from {}.", opts.source);
+    let _ = writeln!(out, "# Imported by `coldswap mix import` from {}.", cap.source);
     let _ = writeln!(
         out,
         "# {statements} statements read, {} fingerprints; {} transactions cover {:.1} % of the replayable {}{}.",
@@ -340,7 +474,7 @@ pub fn import(log: &SlowLog, opts: &ImportOptions) -> Result<Imported> {
     let _ = writeln!(out);
     let _ = writeln!(out, "name = {}", quote(&opts.name));
     let _ = writeln!(out, "database = {}", quote(&database));
-    let _ = writeln!(out, "description = {}", quote(&format!("imported from {}", opts.source)));
+    let _ = writeln!(out, "description = {}", quote(&format!("imported from {}", cap.source)));
     if !background.is_empty() {
         let why = if opts.api_nodes.is_some() {
             "as --api-nodes says"
@@ -362,11 +496,12 @@ pub fn import(log: &SlowLog, opts: &ImportOptions) -> Result<Imported> {
         let _ = writeln!(body, "\n# fingerprint: {}", g.shape.fingerprint);
         let _ = writeln!(
             body,
-            "# seen {} times ({:.2} % of the replayable executions, {:.2} % of their time), first at line {}{}",
+            "# seen {} times ({:.2} % of the replayable executions, {:.2} % of their time), first at {} {}{}",
             g.count,
             100.0 * g.count as f64 / total_count.max(1) as f64,
             if total_time > 0.0 { 100.0 * g.time / total_time } else { 0.0 },
-            g.first_line,
+            cap.at_word,
+            g.first_at,
             notes(g)
         );
         let _ = writeln!(body, "[[transaction]]\nname = {}\nweight = {weight}", quote(&name));
@@ -384,9 +519,10 @@ pub fn import(log: &SlowLog, opts: &ImportOptions) -> Result<Imported> {
         let _ = writeln!(body, "\n# fingerprint: {}", g.shape.fingerprint);
         let _ = writeln!(
             body,
-            "# seen {} times, first at line {}: every {:.2} s on each of {} sources (gap variation {:.1} %){}",
+            "# seen {} times, first at {} {}: every {:.2} s on each of {} sources (gap variation {:.1} %){}",
             g.count,
-            g.first_line,
+            cap.at_word,
+            g.first_at,
             p.period_s,
             p.sources,
             100.0 * p.cv,
@@ -410,7 +546,7 @@ pub fn import(log: &SlowLog, opts: &ImportOptions) -> Result<Imported> {
 
     // What we write must be a mix coldswap reads.
     if let Err(e) = coldswap_client::mix::Mix::parse(&out, std::path::Path::new("imported.toml")) {
-        bail!("the mix written from {} does not parse (a bug in mix import): {e}", opts.source);
+        bail!("the mix written from {} does not parse (a bug in mix import): {e}", cap.source);
     }
     Ok(Imported {
         toml: out,
@@ -595,7 +731,7 @@ mod tests {
 
     #[test]
     fn a_log_becomes_a_mix() {
-        let l = SlowLog::parse(&log());
+        let l = Capture::from_slow_log(&SlowLog::parse(&log()), "test.log");
         let opts = ImportOptions { cover: 1.0, ..Default::default() };
         let m = import(&l, &opts).unwrap();
         let mix = coldswap_client::mix::Mix::parse(&m.toml, std::path::Path::new("x.toml")).unwrap();
@@ -629,10 +765,12 @@ mod tests {
 
     #[test]
     fn nothing_to_replay_is_an_error() {
-        let l = SlowLog::parse("# Query_time: 0.1\nSET timestamp=1;\nCOMMIT;\n");
+        let l = Capture::from_slow_log(&SlowLog::parse("# Query_time: 0.1\nSET timestamp=1;\nCOMMIT;\n"), "t");
         let e = import(&l, &ImportOptions::default()).unwrap_err().to_string();
         assert!(e.contains("no replayable statement") && e.contains("COMMIT"), "{e}");
-        let e = import(&SlowLog::default(), &ImportOptions::default()).unwrap_err().to_string();
+        let e = import(&Capture::from_slow_log(&SlowLog::default(), "t"), &ImportOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no statements found"), "{e}");
     }
 }

@@ -340,7 +340,7 @@ async fn run(cmd: Cmd) -> Result<u8> {
         Cmd::Cluster(c) => cluster_cmd::run(c).await,
         Cmd::Cold(c) => cold_cmd::cold(c).await,
         Cmd::Load(a) => load_cmd::run(a).await,
-        Cmd::Mix(c) => mix_cmd::run(c),
+        Cmd::Mix(c) => mix_cmd::run(c).await,
         Cmd::Drill(a) => drill_cmd::run(a).await,
         Cmd::Capacity(a) => drill_cmd::capacity(a).await,
         Cmd::Warmups(a) => drill_cmd::warmups(a).await,

@@ -16,8 +16,35 @@ pub enum MixCmd {
 #[derive(Args)]
 pub struct ImportArgs {
     /// A MySQL or MariaDB slow query log (captured with long_query_time = 0).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "performance_schema",
+        required_unless_present = "performance_schema"
+    )]
+    slow_log: Option<PathBuf>,
+    /// Read a live server's performance_schema instead (digest counts over
+    /// --window, example statements from events_statements_history_long),
+    /// through the servers file given with --config.
+    #[arg(long, requires = "config")]
+    performance_schema: bool,
+    /// The servers file (as `coldswap external` reads it) naming the server
+    /// to read and how to log in.
     #[arg(long, value_name = "FILE")]
-    slow_log: PathBuf,
+    config: Option<PathBuf>,
+    /// Which of its servers to read: primary or replica.
+    #[arg(long, default_value = "primary", value_parser = ["primary", "replica"])]
+    node: String,
+    /// How long to watch the server.
+    #[arg(long, default_value = "60s")]
+    window: String,
+    /// Switch events_statements_history_long on for the window if it is
+    /// off (and off again after).
+    #[arg(long)]
+    enable_history: bool,
+    /// Allow a server off loopback.
+    #[arg(long)]
+    allow_remote: bool,
     /// Write the mix here (default: stdout). An existing file is kept
     /// unless --force.
     #[arg(long, short)]
@@ -70,7 +97,7 @@ fn parse_share(s: &str) -> std::result::Result<f64, String> {
     Ok(v)
 }
 
-pub fn run(cmd: MixCmd) -> Result<u8> {
+pub async fn run(cmd: MixCmd) -> Result<u8> {
     let MixCmd::Import(a) = cmd;
     if let Some(o) = &a.out {
         if o.exists() && !a.force {
@@ -83,7 +110,13 @@ pub fn run(cmd: MixCmd) -> Result<u8> {
     if a.max_values == 0 {
         bail!("--max-values must be at least 1");
     }
-    let log = SlowLog::read(&a.slow_log)?;
+    let cap = match &a.slow_log {
+        Some(path) => {
+            let log = SlowLog::read(path)?;
+            coldswap_capture::Capture::from_slow_log(&log, &path.display().to_string())
+        }
+        None => read_performance_schema(&a).await?,
+    };
     let name = a
         .name
         .clone()
@@ -96,11 +129,10 @@ pub fn run(cmd: MixCmd) -> Result<u8> {
         include_writes: a.include_writes,
         database: a.database.clone(),
         name,
-        source: a.slow_log.display().to_string(),
         max_values: a.max_values,
         api_nodes: a.api_nodes,
     };
-    let m = coldswap_capture::import(&log, &opts)?;
+    let m = coldswap_capture::import(&cap, &opts)?;
     match &a.out {
         Some(o) => {
             if let Some(dir) = o.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -128,6 +160,28 @@ pub fn run(cmd: MixCmd) -> Result<u8> {
         eprintln!("  left out: {n} {why}");
     }
     Ok(0)
+}
+
+async fn read_performance_schema(a: &ImportArgs) -> Result<coldswap_capture::Capture> {
+    let path = a.config.as_ref().expect("clap: --performance-schema requires --config");
+    let window = coldswap_client::parse_duration(&a.window).with_context(|| format!("--window {}", a.window))?;
+    if window.is_zero() {
+        bail!("--window must be longer than 0 s");
+    }
+    let ext = coldswap_db::external::External::load(path, a.allow_remote)?;
+    let replica = a.node == "replica";
+    let o = ext.options(replica);
+    let conn = coldswap_sql::connect(&o, std::time::Duration::from_secs(10))
+        .await
+        .with_context(|| format!("cannot connect to the {}", a.node))?;
+    let mut reader = coldswap_capture::pfs::Reader::open(conn, &format!("the {}", a.node), a.enable_history).await?;
+    eprintln!("mix import: watching the {}'s performance_schema for {:.0} s", a.node, window.as_secs_f64());
+    let r = coldswap_signals::interruptible(reader.capture(window, &|_| {})).await;
+    // Whatever happened, the consumer goes back as it was.
+    let closed = reader.close().await;
+    let cap = r?;
+    closed?;
+    Ok(cap)
 }
 
 #[cfg(test)]
