@@ -11,6 +11,7 @@ pub mod fingerprint;
 pub mod import;
 pub mod period;
 pub mod pfs;
+pub mod schema;
 pub mod slowlog;
 
 pub use import::{import, Capture, ImportOptions, Imported};

@@ -103,9 +103,16 @@ enum Cmd {
         /// Drop and reseed databases that already hold data.
         #[arg(long)]
         replace: bool,
+        /// A dataset shaped like yours (the directory `coldswap schema
+        /// import` wrote) instead of the built-in API dataset.
+        #[arg(long, value_name = "DIR")]
+        dataset: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
+    /// Schemas: import one, shaped like yours, from a server you run.
+    #[command(subcommand)]
+    Schema(mix_cmd::SchemaCmd),
 }
 
 /// Cold storage on a running cluster.
@@ -351,7 +358,10 @@ async fn run(cmd: Cmd) -> Result<u8> {
         Cmd::Warm { target, technique, from, tables, parallel, json } => {
             cold_cmd::warm(target, &technique, from, tables, parallel, json).await
         }
-        Cmd::Seed { run, scale, replace, json } => seed_cmd::run(&run.run_dir, scale, replace, json).await,
+        Cmd::Seed { run, scale, replace, dataset, json } => {
+            seed_cmd::run(&run.run_dir, scale, replace, dataset.as_deref(), json).await
+        }
+        Cmd::Schema(c) => mix_cmd::schema(c).await,
         Cmd::Dist(DistCmd::Fetch { versions }) => {
             for v in versions {
                 let d = tokio::task::spawn_blocking(move || coldswap_db::dist::resolve(&v)).await??;

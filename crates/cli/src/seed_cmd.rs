@@ -6,9 +6,16 @@ use coldswap_signals as signals;
 use std::io::IsTerminal;
 use std::path::Path;
 
-pub async fn run(run_dir: &Path, scale: f64, replace: bool, json: bool) -> Result<u8> {
+pub async fn run(run_dir: &Path, scale: f64, replace: bool, dataset: Option<&Path>, json: bool) -> Result<u8> {
+    let shaped = match dataset {
+        Some(d) => Some(coldswap_dataset::shaped::Shape::load(d)?),
+        None => None,
+    };
     let cluster = Cluster::open(run_dir)?;
-    let total = coldswap_dataset::Counts::at(scale).total();
+    let total = match &shaped {
+        Some((s, _)) => s.tables.iter().map(|t| coldswap_dataset::shaped::scaled(t.rows, scale)).sum(),
+        None => coldswap_dataset::Counts::at(scale).total(),
+    };
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
@@ -25,7 +32,10 @@ pub async fn run(run_dir: &Path, scale: f64, replace: bool, json: bool) -> Resul
             b.set_position(done);
         }
     };
-    let r = signals::interruptible(cluster.seed(scale, replace, &progress)).await;
+    let r = match &shaped {
+        Some((s, ddl)) => signals::interruptible(cluster.seed_shaped(s, ddl, scale, replace, &progress)).await,
+        None => signals::interruptible(cluster.seed(scale, replace, &progress)).await,
+    };
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

@@ -167,15 +167,94 @@ async fn a_slow_log_of_the_api_mix_imports_back_into_it() {
         let r = ph.txn(&t.name).unwrap_or_else(|| panic!("{} never ran", t.name));
         assert!(r.count > 0 && r.count == r.ok, "{}: {:?}", t.name, r.error_samples);
     }
+
+    // The dataset: its shape read from the server (through the same
+    // servers file), seeded again at half the size in a database of its own.
+    let shape_dir = dir.join("shape");
+    let (code, out_s, err_s) = cli_env(
+        &[
+            "schema",
+            "import",
+            "--config",
+            ext.to_str().unwrap(),
+            "--database",
+            "api",
+            "--out",
+            shape_dir.to_str().unwrap(),
+        ],
+        &dir,
+        &[("STAGING_PW", &s.admin_password)],
+    );
+    assert_eq!(code, 0, "{out_s}{err_s}");
+    let desc = std::fs::read_to_string(shape_dir.join("dataset.toml")).unwrap();
+    assert!(desc.contains("No row is stored"), "{desc}");
+    std::fs::write(shape_dir.join("dataset.toml"), desc.replace("database = \"api\"", "database = \"shop\"")).unwrap();
+    let run = dir.join("run");
+    let (code, out_s, err_s) = cli(
+        &["seed", "--run-dir", run.to_str().unwrap(), "--dataset", shape_dir.to_str().unwrap(), "--scale", "0.5"],
+        &dir,
+    );
+    assert_eq!(code, 0, "{out_s}{err_s}");
+    let mut admin = admin_conn(&cluster, p).await;
+    let tables: Vec<String> = coldswap_sql::fetch_all(
+        &mut admin,
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'api' AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1",
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| coldswap_sql::col_text_at(r, 0).unwrap())
+    .collect();
+    assert!(tables.len() >= 8, "{tables:?}");
+    for t in &tables {
+        let orig = create_of(&mut admin, "api", t).await;
+        let copy = create_of(&mut admin, "shop", t).await;
+        assert_eq!(orig, copy, "{t}: tables and indexes differ");
+        let n = |db: &str| format!("SELECT COUNT(*) FROM `{db}`.`{t}`");
+        let a = coldswap_sql::query_i64(&mut admin, &n("api")).await.unwrap() as u64;
+        let b = coldswap_sql::query_i64(&mut admin, &n("shop")).await.unwrap() as u64;
+        assert_eq!(b, coldswap_dataset::shaped::scaled(a, 0.5), "{t}: {a} rows, seeded {b} at scale 0.5");
+    }
+    // The skew of a key column: the hottest account, and its share.
+    let hot = |db: &str| {
+        format!(
+            "SELECT account_id, COUNT(*) / (SELECT COUNT(*) FROM `{db}`.jobs) FROM `{db}`.jobs GROUP BY account_id ORDER BY 2 DESC, 1 LIMIT 1"
+        )
+    };
+    let h = |rows: Vec<sqlx::mysql::MySqlRow>| -> (String, f64) {
+        (
+            coldswap_sql::col_text_at(&rows[0], 0).unwrap(),
+            coldswap_sql::col_text_at(&rows[0], 1).unwrap().parse().unwrap(),
+        )
+    };
+    let (ha, sa) = h(coldswap_sql::fetch_all(&mut admin, &hot("api")).await.unwrap());
+    let (hb, sb) = h(coldswap_sql::fetch_all(&mut admin, &hot("shop")).await.unwrap());
+    eprintln!("hottest account: {ha} with {sa:.3} of jobs; seeded {hb} with {sb:.3}");
+    assert_eq!(ha, hb);
+    assert!(sb > sa / 1.5 && sb < sa * 1.5, "hottest account's share {sa:.3}, seeded {sb:.3}");
+    // Status words come from the column's own domain.
+    let words = |db: &str| format!("SELECT GROUP_CONCAT(DISTINCT status ORDER BY status) FROM `{db}`.jobs");
+    let wa = coldswap_sql::query_text(&mut admin, &words("api")).await.unwrap().unwrap();
+    let wb = coldswap_sql::query_text(&mut admin, &words("shop")).await.unwrap().unwrap();
+    assert!(wb.split(',').all(|w| wa.split(',').any(|x| x == w)), "{wa} / {wb}");
     cluster.down(false).await.unwrap();
 
-    // A drill of the imported mix (on the dataset it was captured from)
-    // names the same cold heaviest statement as the original's drills do:
-    // the dispatcher's scan, now the imported background job.
+    // A drill of the imported mix on the imported dataset names the same
+    // cold heaviest statement as the original's drills do: the
+    // dispatcher's scan, now the imported background job.
     let mut c = coldswap_drill::DrillConfig { out: dir.join("out"), ..Default::default() };
     c.cluster.buffer_pool_mb = 128;
     c.data.scale = 0.02;
-    c.load.mix = out.clone();
+    // The imported dataset, as large as where it was read, and the mix on it.
+    c.data.dataset = Some(shape_dir.clone());
+    c.data.dataset_scale = 1.0;
+    let shop_mix = dir.join("shop.toml");
+    std::fs::write(
+        &shop_mix,
+        std::fs::read_to_string(&out).unwrap().replace("database = \"api\"", "database = \"shop\""),
+    )
+    .unwrap();
+    c.load.mix = shop_mix;
     c.load.rate = 150.0;
     c.load.users = 16;
     c.phases.baseline = "6s".into();
@@ -295,4 +374,10 @@ fn bad_captures_are_one_clear_line() {
     );
     assert!(!out.exists(), "a failed import wrote {o}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A table's definition, its AUTO_INCREMENT counter left out.
+async fn create_of(conn: &mut sqlx::MySqlConnection, db: &str, t: &str) -> String {
+    let rows = coldswap_sql::fetch_all(conn, &format!("SHOW CREATE TABLE `{db}`.`{t}`")).await.unwrap();
+    coldswap_capture::schema::strip_auto_increment(&coldswap_sql::col_text_at(&rows[0], 1).unwrap())
 }

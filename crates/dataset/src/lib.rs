@@ -19,6 +19,8 @@
 
 #![warn(missing_docs)]
 
+pub mod shaped;
+
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sqlx::mysql::MySqlConnection;

@@ -657,6 +657,31 @@ impl Cluster {
         Ok(summary)
     }
 
+    /// Generate a dataset shaped like another's (`coldswap schema import`)
+    /// on the primary, at `scale`; waits for the replica as [`Cluster::seed`].
+    pub async fn seed_shaped(
+        &self,
+        shape: &coldswap_dataset::shaped::Shape,
+        ddl: &str,
+        scale: f64,
+        replace: bool,
+        progress: coldswap_dataset::Progress<'_>,
+    ) -> Result<coldswap_dataset::SeedSummary> {
+        let p = self.primary_index()?;
+        let mut c = self.admin(p).await?;
+        let flavor = self.state.nodes[p].flavor();
+        let mut summary = coldswap_dataset::shaped::seed(&mut c, flavor, shape, ddl, scale, replace, progress).await?;
+        sql::close(c).await;
+        if self.replica_index().is_ok() {
+            let t = Instant::now();
+            self.verify_replication(Duration::from_secs(1800))
+                .await
+                .context("waiting for the replica after seeding")?;
+            summary.replica_catchup_seconds = Some(t.elapsed().as_secs_f64());
+        }
+        Ok(summary)
+    }
+
     /// Restart a node's server (its buffer pool starts empty). A replica
     /// resumes replication; a primary stays writable; anything else stays
     /// read-only.

@@ -427,6 +427,9 @@ async fn search(
     *cluster_slot = Some(c);
     let cluster = cluster_slot.as_mut().unwrap();
     signals::interruptible(cluster.seed(cfg.data.scale, false, &|_| {})).await?;
+    if let Some((shape, ddl)) = cfg.data.shaped()? {
+        signals::interruptible(cluster.seed_shaped(&shape, &ddl, cfg.data.dataset_scale, false, &|_| {})).await?;
+    }
     let p = cluster.primary_index()?;
     *version = cluster.node(p).version_string.clone();
     let ccfg = cfg.cold_config()?;

@@ -54,11 +54,33 @@ impl ClusterCfg {
 pub struct DataCfg {
     /// Dataset scale: 1 is about 1 GiB on disk.
     pub scale: f64,
+    /// A dataset shaped like yours (the directory `coldswap schema import`
+    /// wrote), seeded beside the built-in one, in its own database.
+    pub dataset: Option<std::path::PathBuf>,
+    /// Its scale: 1 is the size it had where it was read.
+    pub dataset_scale: f64,
 }
 
 impl Default for DataCfg {
     fn default() -> Self {
-        DataCfg { scale: 1.0 }
+        DataCfg { scale: 1.0, dataset: None, dataset_scale: 1.0 }
+    }
+}
+
+impl DataCfg {
+    /// The shaped dataset to seed, read and checked (before anything starts).
+    pub fn shaped(&self) -> Result<Option<(coldswap_dataset::shaped::Shape, String)>> {
+        let Some(d) = &self.dataset else { return Ok(None) };
+        coldswap_dataset::check_scale(self.dataset_scale)?;
+        let (shape, ddl) = coldswap_dataset::shaped::Shape::load(d)?;
+        if ["api", "import_queue", "coldswap_meta"].contains(&shape.database.as_str()) {
+            bail!(
+                "{}: database {} is the built-in dataset's: name another in its dataset.toml (and the mix's database)",
+                d.join(coldswap_dataset::shaped::DATASET_FILE).display(),
+                shape.database
+            );
+        }
+        Ok(Some((shape, ddl)))
     }
 }
 

@@ -196,6 +196,7 @@ fn phase_log(name: &str, what: &str) {
 
 async fn drive(st: &mut State) -> Result<()> {
     let cfg = st.cfg.clone();
+    let shaped = cfg.data.shaped()?;
     // 1. Cluster up on the from-version, seeded.
     let backend = backend_for(&cfg).await?;
     st.backend = backend.to_string();
@@ -224,6 +225,15 @@ async fn drive(st: &mut State) -> Result<()> {
         seeded.bytes as f64 / 1048576.0,
         seeded.seconds
     );
+    if let Some((shape, ddl)) = &shaped {
+        let t = Instant::now();
+        phase_log(
+            "setup",
+            &format!("seeding {} (shaped like {}) at scale {}", shape.database, shape.source, cfg.data.dataset_scale),
+        );
+        signals::interruptible(cluster.seed_shaped(shape, ddl, cfg.data.dataset_scale, false, &|_| {})).await?;
+        step(&mut st.steps, "seed_shaped", t);
+    }
 
     // 2. The load, through the endpoint, against the warm primary.
     let p = cluster.primary_index()?;
