@@ -617,23 +617,14 @@ fn render(g: &Group, name: &str, opts: &ImportOptions, gens: &mut String) -> Str
 
 /// A literal as SQL.
 fn literal(l: &Lit) -> String {
+    use coldswap_client::gen::Value;
+    let mut out = String::new();
     match l {
-        Lit::Int(i) => i.to_string(),
-        Lit::Other(s) => s.clone(),
-        Lit::Str(s) => {
-            let mut o = String::from("'");
-            for c in s.chars() {
-                match c {
-                    '\'' => o.push_str("''"),
-                    '\\' => o.push_str("\\\\"),
-                    '\0' => o.push_str("\\0"),
-                    c => o.push(c),
-                }
-            }
-            o.push('\'');
-            o
-        }
+        Lit::Other(s) => out.push_str(s),
+        Lit::Int(i) => coldswap_client::tier::literal(&Some(Value::Int(*i)), &mut out),
+        Lit::Str(s) => coldswap_client::tier::literal(&Some(Value::Str(s.clone())), &mut out),
     }
+    out
 }
 
 /// A literal as a TOML value.

@@ -26,6 +26,9 @@ pub struct Reader {
     switched_on: Vec<&'static str>,
     own_thread: Option<i64>,
     source: String,
+    /// The latest TIMER_END read from the history: later reads start a
+    /// little before it (statements end out of order across threads).
+    read_up_to: f64,
 }
 
 const CONSUMER: &str = "events_statements_history_long";
@@ -86,7 +89,7 @@ impl Reader {
         )
         .await?
         .and_then(|v| v.parse().ok());
-        Ok(Reader { conn, switched_on, own_thread, source: source.to_string() })
+        Ok(Reader { conn, switched_on, own_thread, source: source.to_string(), read_up_to: 0.0 })
     }
 
     async fn totals(&mut self) -> Result<HashMap<String, DigestTotal>> {
@@ -107,15 +110,24 @@ impl Reader {
     }
 
     async fn history(&mut self, seen: &mut HashSet<(i64, i64)>, into: Option<&mut Vec<Obs>>) -> Result<()> {
+        // Rows that ended up to 10 s before the last read's latest; the
+        // `seen` set drops the ones already taken.
+        let from = (self.read_up_to - 10e12).max(0.0);
         let rows = sql::fetch_all(
             &mut self.conn,
-            "SELECT THREAD_ID, EVENT_ID, TIMER_START, TIMER_WAIT, CURRENT_SCHEMA, DIGEST, SQL_TEXT \
-             FROM performance_schema.events_statements_history_long WHERE SQL_TEXT IS NOT NULL",
+            &format!(
+                "SELECT THREAD_ID, EVENT_ID, TIMER_START, TIMER_WAIT, CURRENT_SCHEMA, DIGEST, SQL_TEXT, TIMER_END \
+                 FROM performance_schema.events_statements_history_long \
+                 WHERE SQL_TEXT IS NOT NULL AND (TIMER_END IS NULL OR TIMER_END >= {from:.0})"
+            ),
         )
         .await?;
         let mut into = into;
         for r in rows {
             let num = |i: usize| sql::col_text_at(&r, i).and_then(|v| v.parse::<f64>().ok());
+            if let Some(end) = num(7) {
+                self.read_up_to = self.read_up_to.max(end);
+            }
             let (Some(th), Some(ev)) = (num(0), num(1)) else { continue };
             let key = (th as i64, ev as i64);
             if !seen.insert(key) || Some(key.0) == self.own_thread {

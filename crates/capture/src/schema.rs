@@ -6,7 +6,7 @@
 //! columns their most frequent values with their shares; no row is kept.
 
 use anyhow::{anyhow, bail, Result};
-use coldswap_dataset::shaped::{ColumnShape, Shape, TableShape, TopValue};
+use coldswap_dataset::shaped::{lit, ColumnShape, Shape, TableShape, TopValue};
 use coldswap_sql as sql;
 use sqlx::mysql::MySqlConnection;
 use std::collections::{BTreeMap, HashMap};
@@ -22,10 +22,6 @@ pub struct SchemaOptions {
     pub sample_rows: usize,
     /// Frequent values kept per column, at most.
     pub max_top: usize,
-}
-
-fn lit(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 fn ident(s: &str) -> String {

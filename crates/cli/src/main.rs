@@ -17,6 +17,7 @@ mod gate_cmd;
 mod load_cmd;
 mod mix_cmd;
 mod report_cmd;
+mod schema_cmd;
 mod seed_cmd;
 
 #[derive(Parser)]
@@ -112,7 +113,7 @@ enum Cmd {
     },
     /// Schemas: import one, shaped like yours, from a server you run.
     #[command(subcommand)]
-    Schema(mix_cmd::SchemaCmd),
+    Schema(schema_cmd::SchemaCmd),
 }
 
 /// Cold storage on a running cluster.
@@ -361,7 +362,7 @@ async fn run(cmd: Cmd) -> Result<u8> {
         Cmd::Seed { run, scale, replace, dataset, json } => {
             seed_cmd::run(&run.run_dir, scale, replace, dataset.as_deref(), json).await
         }
-        Cmd::Schema(c) => mix_cmd::schema(c).await,
+        Cmd::Schema(c) => schema_cmd::run(c).await,
         Cmd::Dist(DistCmd::Fetch { versions }) => {
             for v in versions {
                 let d = tokio::task::spawn_blocking(move || coldswap_db::dist::resolve(&v)).await??;

@@ -56,16 +56,7 @@ async fn a_slow_log_of_the_api_mix_imports_back_into_it() {
     // --enable-history switches it on for the window only.
     let ps_out = dir.join("from-ps.toml");
     let ext = dir.join("external.toml");
-    std::fs::write(
-        &ext,
-        format!(
-            "[primary]\naddress = \"{}\"\n[replica]\naddress = \"{}\"\n[credentials]\nuser = \"{}\"\npassword_env = \"STAGING_PW\"\n",
-            cluster.node(p).addr(),
-            cluster.node(1 - p).addr(),
-            s.admin_user
-        ),
-    )
-    .unwrap();
+    servers_file(&ext, &cluster.node(p).addr(), &cluster.node(1 - p).addr(), &s.admin_user);
     let pw = s.admin_password.clone();
     let (d2, e2, o2) = (dir.clone(), ext.clone(), ps_out.clone());
     let ps = tokio::task::spawn_blocking(move || {
@@ -352,21 +343,13 @@ fn bad_captures_are_one_clear_line() {
     std::fs::write(dir.join("tx.log"), "# Query_time: 0.1\nSET timestamp=1;\nBEGIN;\n# Query_time: 0.1\nCOMMIT;\n")
         .unwrap();
     one_line(&["mix", "import", "--slow-log", "tx.log", "--out", o], &[], "no replayable statement");
-    std::fs::write(
-        dir.join("ext.toml"),
-        "[primary]\naddress = \"127.0.0.1:9\"\n[replica]\naddress = \"127.0.0.1:10\"\n[credentials]\nuser = \"u\"\npassword_env = \"STAGING_PW\"\n",
-    )
-    .unwrap();
+    servers_file(&dir.join("ext.toml"), "127.0.0.1:9", "127.0.0.1:10", "u");
     one_line(
         &["mix", "import", "--performance-schema", "--config", "ext.toml", "--out", o],
         &[("STAGING_PW", "x")],
         "cannot connect to the primary",
     );
-    std::fs::write(
-        dir.join("far.toml"),
-        "[primary]\naddress = \"10.255.1.2:3306\"\n[replica]\naddress = \"10.255.1.3:3306\"\n[credentials]\nuser = \"u\"\npassword_env = \"STAGING_PW\"\n",
-    )
-    .unwrap();
+    servers_file(&dir.join("far.toml"), "10.255.1.2:3306", "10.255.1.3:3306", "u");
     one_line(
         &["mix", "import", "--performance-schema", "--config", "far.toml", "--out", o],
         &[("STAGING_PW", "x")],
@@ -380,4 +363,15 @@ fn bad_captures_are_one_clear_line() {
 async fn create_of(conn: &mut sqlx::MySqlConnection, db: &str, t: &str) -> String {
     let rows = coldswap_sql::fetch_all(conn, &format!("SHOW CREATE TABLE `{db}`.`{t}`")).await.unwrap();
     coldswap_capture::schema::strip_auto_increment(&coldswap_sql::col_text_at(&rows[0], 1).unwrap())
+}
+
+/// A servers file (as `coldswap external` reads it), its password in STAGING_PW.
+fn servers_file(path: &std::path::Path, primary: &str, replica: &str, user: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "[primary]\naddress = \"{primary}\"\n[replica]\naddress = \"{replica}\"\n[credentials]\nuser = \"{user}\"\npassword_env = \"STAGING_PW\"\n"
+        ),
+    )
+    .unwrap();
 }

@@ -441,6 +441,43 @@ pub struct SeedSummary {
     pub replica_catchup_seconds: Option<f64>,
 }
 
+impl SeedSummary {
+    /// The summary of seeded tables that took `seconds` in all.
+    pub fn of(scale: f64, tables: Vec<TableSeed>, seconds: f64) -> SeedSummary {
+        let rows: u64 = tables.iter().map(|t| t.rows).sum();
+        let bytes: u64 = tables.iter().map(|t| t.bytes).sum();
+        SeedSummary {
+            scale,
+            rows,
+            bytes,
+            seconds,
+            rows_per_s: rows as f64 / seconds.max(1e-9),
+            mib_per_s: bytes as f64 / 1048576.0 / seconds.max(1e-9),
+            tables,
+            replica_catchup_seconds: None,
+        }
+    }
+}
+
+/// Each seeded table's size as InnoDB reports it after a fresh look at the
+/// statistics.
+pub async fn measure(conn: &mut MySqlConnection, tables: &mut [TableSeed]) {
+    for t in tables.iter_mut() {
+        let _ = sql::exec(conn, &format!("ANALYZE TABLE `{}`.`{}`", t.database, t.table)).await;
+        t.bytes = sql::query_i64(
+            conn,
+            &format!(
+                "SELECT COALESCE(DATA_LENGTH + INDEX_LENGTH, 0) FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = '{}' AND TABLE_NAME = '{}'",
+                t.database.replace('\'', "''"),
+                t.table.replace('\'', "''")
+            ),
+        )
+        .await
+        .unwrap_or(0) as u64;
+    }
+}
+
 /// Does either database already hold data? Returns "api.accounts: 10000 rows" style.
 pub async fn existing_data(conn: &mut MySqlConnection) -> Result<Option<String>> {
     let rows = sql::fetch_all(
@@ -529,20 +566,7 @@ pub async fn seed(
         });
     }
     let seconds = t0.elapsed().as_secs_f64();
-    // Sizes as InnoDB reports them after a fresh look at the statistics.
-    for t in tables.iter_mut() {
-        let _ = sql::exec(conn, &format!("ANALYZE TABLE `{}`.`{}`", t.database, t.table)).await;
-        t.bytes = sql::query_i64(
-            conn,
-            &format!(
-                "SELECT COALESCE(DATA_LENGTH + INDEX_LENGTH, 0) FROM information_schema.TABLES \
-                 WHERE TABLE_SCHEMA = '{}' AND TABLE_NAME = '{}'",
-                t.database, t.table
-            ),
-        )
-        .await
-        .unwrap_or(0) as u64;
-    }
+    measure(conn, &mut tables).await;
     let meta = serde_json::to_string(&counts)?;
     sql::exec(
         conn,
@@ -558,18 +582,7 @@ pub async fn seed(
         ),
     )
     .await?;
-    let rows = counts.total();
-    let bytes: u64 = tables.iter().map(|t| t.bytes).sum();
-    Ok(SeedSummary {
-        scale,
-        rows,
-        bytes,
-        seconds,
-        rows_per_s: rows as f64 / seconds,
-        mib_per_s: bytes as f64 / 1048576.0 / seconds,
-        tables,
-        replica_catchup_seconds: None,
-    })
+    Ok(SeedSummary::of(scale, tables, seconds))
 }
 
 /// The dataset recorded by the last seed on a server, if any.

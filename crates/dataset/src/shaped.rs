@@ -133,7 +133,8 @@ pub fn scaled(rows: u64, scale: f64) -> u64 {
     }
 }
 
-fn lit(s: &str) -> String {
+/// A string as an SQL literal (quotes doubled, backslashes escaped).
+pub fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
@@ -299,33 +300,9 @@ pub async fn seed(
             seconds: ts.elapsed().as_secs_f64(),
         });
     }
-    for t in tables.iter_mut() {
-        let _ = sql::exec(conn, &format!("ANALYZE TABLE `{}`.`{}`", t.database, t.table)).await;
-        t.bytes = sql::query_i64(
-            conn,
-            &format!(
-                "SELECT COALESCE(DATA_LENGTH + INDEX_LENGTH, 0) FROM information_schema.TABLES \
-                 WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
-                lit(&t.database),
-                lit(&t.table)
-            ),
-        )
-        .await
-        .unwrap_or(0) as u64;
-    }
     let seconds = t0.elapsed().as_secs_f64();
-    let rows: u64 = tables.iter().map(|t| t.rows).sum();
-    let bytes: u64 = tables.iter().map(|t| t.bytes).sum();
-    Ok(SeedSummary {
-        scale,
-        rows,
-        bytes,
-        seconds,
-        rows_per_s: rows as f64 / seconds.max(1e-9),
-        mib_per_s: bytes as f64 / 1048576.0 / seconds.max(1e-9),
-        tables,
-        replica_catchup_seconds: None,
-    })
+    crate::measure(conn, &mut tables).await;
+    Ok(SeedSummary::of(scale, tables, seconds))
 }
 
 fn first_line(s: &str) -> String {

@@ -647,6 +647,12 @@ impl Cluster {
         let flavor = self.state.nodes[p].flavor();
         let mut summary = coldswap_dataset::seed(&mut c, flavor, scale, replace, progress).await?;
         sql::close(c).await;
+        self.replica_after_seed(&mut summary).await?;
+        Ok(summary)
+    }
+
+    /// Wait for the replica to apply a seed; its catch-up time goes in the summary.
+    async fn replica_after_seed(&self, summary: &mut coldswap_dataset::SeedSummary) -> Result<()> {
         if self.replica_index().is_ok() {
             let t = Instant::now();
             self.verify_replication(Duration::from_secs(1800))
@@ -654,7 +660,7 @@ impl Cluster {
                 .context("waiting for the replica after seeding")?;
             summary.replica_catchup_seconds = Some(t.elapsed().as_secs_f64());
         }
-        Ok(summary)
+        Ok(())
     }
 
     /// Generate a dataset shaped like another's (`coldswap schema import`)
@@ -672,13 +678,7 @@ impl Cluster {
         let flavor = self.state.nodes[p].flavor();
         let mut summary = coldswap_dataset::shaped::seed(&mut c, flavor, shape, ddl, scale, replace, progress).await?;
         sql::close(c).await;
-        if self.replica_index().is_ok() {
-            let t = Instant::now();
-            self.verify_replication(Duration::from_secs(1800))
-                .await
-                .context("waiting for the replica after seeding")?;
-            summary.replica_catchup_seconds = Some(t.elapsed().as_secs_f64());
-        }
+        self.replica_after_seed(&mut summary).await?;
         Ok(summary)
     }
 
