@@ -48,12 +48,12 @@ async fn columns(c: &mut sqlx::MySqlConnection, db: &str, t: &str) -> Result<Vec
 
 /// The chunk statement (also used by the unit test). `hi` None: the last,
 /// open-ended chunk (rows inserted meanwhile are counted on both sides).
-pub fn chunk_sql(db: &str, t: &str, cols: &[String], chunk: u64, lo: u64, hi: Option<u64>) -> String {
+pub fn chunk_sql(meta: &str, db: &str, t: &str, cols: &[String], chunk: u64, lo: u64, hi: Option<u64>) -> String {
     // ISNULL() keeps NULL and '' apart, as pt-table-checksum does.
     let list: Vec<String> = cols.iter().map(|c| format!("`{c}`")).collect();
     let nulls: Vec<String> = cols.iter().map(|c| format!("ISNULL(`{c}`)")).collect();
     format!(
-        "REPLACE INTO coldswap_meta.checksums (db, tbl, chunk, cnt, crc) \
+        "REPLACE INTO `{meta}`.checksums (db, tbl, chunk, cnt, crc) \
          SELECT '{db}', '{t}', {chunk}, COUNT(*), COALESCE(BIT_XOR(CRC32(CONCAT_WS('#', {}, CONCAT({})))), 0) \
          FROM `{db}`.`{t}` WHERE {}",
         list.join(", "),
@@ -68,18 +68,53 @@ pub fn chunk_sql(db: &str, t: &str, cols: &[String], chunk: u64, lo: u64, hi: Op
 /// Checksum every table of `schemas` on the primary and its replica.
 /// `chunks_per_s` bounds the rate.
 pub async fn run(cluster: &Cluster, schemas: &[&str], chunks_per_s: f64) -> Result<ChecksumResult> {
-    let t0 = Instant::now();
     let p = cluster.primary_index()?;
     let r = cluster.replica_index()?;
-    let mut pc = cluster.admin(p).await?;
-    sql::exec(&mut pc, "CREATE DATABASE IF NOT EXISTS coldswap_meta").await?;
+    let pair = Pair {
+        primary: cluster.admin_options(p),
+        replica: cluster.admin_options(r),
+        names: (cluster.node(p).name.clone(), cluster.node(r).name.clone()),
+        meta: "coldswap_meta".into(),
+    };
+    run_on(&pair, schemas, chunks_per_s, async {
+        cluster.verify_replication(Duration::from_secs(600)).await.map_err(anyhow::Error::from)
+    })
+    .await
+}
+
+/// A primary and its replica as [`run_on`] sees them.
+pub struct Pair {
+    /// How to log in to the primary.
+    pub primary: sqlx::mysql::MySqlConnectOptions,
+    /// How to log in to the replica.
+    pub replica: sqlx::mysql::MySqlConnectOptions,
+    /// Their names in the result.
+    pub names: (String, String),
+    /// The schema (coldswap's own) that holds the `checksums` table.
+    pub meta: String,
+}
+
+/// Checksum every table of `schemas` on any primary and replica;
+/// `caught_up` resolves once the replica has applied what the primary
+/// wrote so far (run after the last chunk).
+pub async fn run_on(
+    pair: &Pair,
+    schemas: &[&str],
+    chunks_per_s: f64,
+    caught_up: impl std::future::Future<Output = Result<()>>,
+) -> Result<ChecksumResult> {
+    let t0 = Instant::now();
+    let meta = pair.meta.as_str();
+    let ten = Duration::from_secs(10);
+    let mut pc = sql::connect(&pair.primary, ten).await?;
+    sql::exec(&mut pc, &format!("CREATE DATABASE IF NOT EXISTS `{meta}`")).await?;
     sql::exec(
         &mut pc,
-        "CREATE TABLE IF NOT EXISTS coldswap_meta.checksums (db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, \
-         chunk INT NOT NULL, cnt BIGINT NOT NULL, crc BIGINT UNSIGNED NOT NULL, PRIMARY KEY (db, tbl, chunk)) ENGINE=InnoDB",
+        &format!("CREATE TABLE IF NOT EXISTS `{meta}`.checksums (db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, \
+         chunk INT NOT NULL, cnt BIGINT NOT NULL, crc BIGINT UNSIGNED NOT NULL, PRIMARY KEY (db, tbl, chunk)) ENGINE=InnoDB"),
     )
     .await?;
-    sql::exec(&mut pc, "TRUNCATE TABLE coldswap_meta.checksums").await?;
+    sql::exec(&mut pc, &format!("TRUNCATE TABLE `{meta}`.checksums")).await?;
     // The replica must compute its own checksum: replicate the statement.
     sql::exec(&mut pc, "SET SESSION binlog_format = 'STATEMENT'").await?;
     sql::exec(&mut pc, "SET SESSION transaction_isolation = 'REPEATABLE-READ'").await.ok();
@@ -118,7 +153,7 @@ pub async fn run(cluster: &Cluster, schemas: &[&str], chunks_per_s: f64) -> Resu
                 .await?
                 .and_then(|v| v.parse::<u64>().ok());
                 let started = Instant::now();
-                sql::exec(&mut pc, &chunk_sql(db, &t, &cols, chunk, lo, hi)).await?;
+                sql::exec(&mut pc, &chunk_sql(meta, db, &t, &cols, chunk, lo, hi)).await?;
                 chunks += 1;
                 chunk += 1;
                 let spent = started.elapsed();
@@ -132,7 +167,7 @@ pub async fn run(cluster: &Cluster, schemas: &[&str], chunks_per_s: f64) -> Resu
             }
             rows_total += sql::query_i64(
                 &mut pc,
-                &format!("SELECT COALESCE(SUM(cnt), 0) FROM coldswap_meta.checksums WHERE db = '{db}' AND tbl = '{t}'"),
+                &format!("SELECT COALESCE(SUM(cnt), 0) FROM `{meta}`.checksums WHERE db = '{db}' AND tbl = '{t}'"),
             )
             .await
             .unwrap_or(0) as u64;
@@ -140,10 +175,7 @@ pub async fn run(cluster: &Cluster, schemas: &[&str], chunks_per_s: f64) -> Resu
     }
     sql::close(pc).await;
     // Let the replica finish its own checksums.
-    cluster
-        .verify_replication(Duration::from_secs(600))
-        .await
-        .map_err(|e| anyhow!("the replica did not apply the checksum statements: {e:#}"))?;
+    caught_up.await.map_err(|e| anyhow!("the replica did not apply the checksum statements: {e:#}"))?;
     let read = |rows: Vec<sqlx::mysql::MySqlRow>| -> std::collections::BTreeMap<String, (String, String)> {
         rows.iter()
             .map(|r| {
@@ -152,11 +184,12 @@ pub async fn run(cluster: &Cluster, schemas: &[&str], chunks_per_s: f64) -> Resu
             })
             .collect()
     };
-    let q = "SELECT db, tbl, chunk, cnt, crc FROM coldswap_meta.checksums ORDER BY db, tbl, chunk";
-    let mut pc = cluster.admin(p).await?;
+    let q = format!("SELECT db, tbl, chunk, cnt, crc FROM `{meta}`.checksums ORDER BY db, tbl, chunk");
+    let q = q.as_str();
+    let mut pc = sql::connect(&pair.primary, ten).await?;
     let on_p = read(sql::fetch_all(&mut pc, q).await?);
     sql::close(pc).await;
-    let mut rc = cluster.admin(r).await?;
+    let mut rc = sql::connect(&pair.replica, ten).await?;
     let on_r = read(sql::fetch_all(&mut rc, q).await?);
     sql::close(rc).await;
     let mut mismatched: Vec<String> =
@@ -169,8 +202,8 @@ pub async fn run(cluster: &Cluster, schemas: &[&str], chunks_per_s: f64) -> Resu
         consistent: mismatched.is_empty(),
         mismatched,
         seconds: t0.elapsed().as_secs_f64(),
-        primary: cluster.node(p).name.clone(),
-        replica: cluster.node(r).name.clone(),
+        primary: pair.names.0.clone(),
+        replica: pair.names.1.clone(),
     })
 }
 
@@ -178,13 +211,14 @@ pub async fn run(cluster: &Cluster, schemas: &[&str], chunks_per_s: f64) -> Resu
 mod tests {
     #[test]
     fn chunk_statement() {
-        let s = super::chunk_sql("api", "jobs", &["id".into(), "status".into()], 3, 30000, Some(39999));
+        let s =
+            super::chunk_sql("coldswap_meta", "api", "jobs", &["id".into(), "status".into()], 3, 30000, Some(39999));
         assert_eq!(
             s,
-            "REPLACE INTO coldswap_meta.checksums (db, tbl, chunk, cnt, crc) SELECT 'api', 'jobs', 3, COUNT(*), \
+            "REPLACE INTO `coldswap_meta`.checksums (db, tbl, chunk, cnt, crc) SELECT 'api', 'jobs', 3, COUNT(*), \
              COALESCE(BIT_XOR(CRC32(CONCAT_WS('#', `id`, `status`, CONCAT(ISNULL(`id`), ISNULL(`status`))))), 0) \
              FROM `api`.`jobs` WHERE `id` BETWEEN 30000 AND 39999"
         );
-        assert!(super::chunk_sql("a", "t", &["id".into()], 0, 5, None).ends_with("WHERE `id` >= 5"));
+        assert!(super::chunk_sql("m", "a", "t", &["id".into()], 0, 5, None).ends_with("WHERE `id` >= 5"));
     }
 }

@@ -308,9 +308,88 @@ pub async fn top(conn: &mut MySqlConnection, schemas: &[&str], names: &Namer, li
     Ok(out)
 }
 
+/// Every data statement's running totals at one moment, per schema and
+/// digest: text, executions, rows examined, wait (ps). Servers coldswap
+/// does not own are never reset: a phase is the difference of two of these.
+#[derive(Debug, Clone, Default)]
+pub struct Totals(HashMap<(String, String), (String, f64, f64, f64)>);
+
+/// Read [`Totals`] for `schemas`.
+pub async fn totals(conn: &mut MySqlConnection, schemas: &[&str]) -> Result<Totals> {
+    let list: Vec<String> = schemas.iter().map(|s| format!("'{}'", s.replace('\'', "''"))).collect();
+    let rows = sql::fetch_all(
+        conn,
+        &format!(
+            "SELECT SCHEMA_NAME, DIGEST, DIGEST_TEXT, CAST(COUNT_STAR AS CHAR), CAST(SUM_ROWS_EXAMINED AS CHAR), \
+             CAST(SUM_TIMER_WAIT AS CHAR) FROM performance_schema.events_statements_summary_by_digest \
+             WHERE SCHEMA_NAME IN ({}) AND DIGEST_TEXT IS NOT NULL AND {DATA_STATEMENTS}",
+            list.join(",")
+        ),
+    )
+    .await?;
+    let mut out = HashMap::new();
+    for r in rows {
+        let t = |i| sql::col_text_at(&r, i).unwrap_or_default();
+        let n = |i| sql::col_text_at(&r, i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+        out.insert((t(0), t(1)), (t(2), n(3), n(4), n(5)));
+    }
+    Ok(Totals(out))
+}
+
+/// The top data statements between two readings, as [`top`] ranks them.
+/// A digest whose count fell (the table was reset or evicted it) counts
+/// from zero.
+pub fn top_between(before: &Totals, after: &Totals, names: &Namer, limit: usize) -> Vec<Digest> {
+    let mut d: Vec<(String, String, f64, f64, f64)> = Vec::new();
+    for (k, (text, n, rows, wait)) in &after.0 {
+        let (bn, br, bw) = match before.0.get(k) {
+            Some((_, bn, br, bw)) if bn <= n => (*bn, *br, *bw),
+            _ => (0.0, 0.0, 0.0),
+        };
+        if n - bn > 0.0 {
+            d.push((k.1.clone(), text.clone(), n - bn, rows - br, wait - bw));
+        }
+    }
+    let total_rows: f64 = d.iter().map(|x| x.3).sum();
+    let total_wait: f64 = d.iter().map(|x| x.4).sum();
+    d.sort_by(|a, b| b.3.total_cmp(&a.3).then(b.4.total_cmp(&a.4)));
+    d.into_iter()
+        .take(limit)
+        .map(|(digest, text, n, rows, wait)| Digest {
+            transaction: names.name(&digest, &text),
+            digest_text: text,
+            exec_count: n as u64,
+            rows_examined: rows as u64,
+            total_latency_ms: wait / 1e9,
+            share: if total_rows > 0.0 { rows / total_rows } else { 0.0 },
+            latency_share: if total_wait > 0.0 { wait / total_wait } else { 0.0 },
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phases_are_differences_of_totals() {
+        let t = |v: &[(&str, f64, f64)]| {
+            Totals(
+                v.iter()
+                    .map(|(d, n, r)| (("api".into(), d.to_string()), (format!("SELECT {d}"), *n, *r, *r)))
+                    .collect(),
+            )
+        };
+        let before = t(&[("a", 10.0, 100.0), ("b", 5.0, 5.0), ("c", 50.0, 1e6)]);
+        // a ran 2 more times, b was evicted and came back with 3, c did not run, d is new.
+        let after = t(&[("a", 12.0, 120.0), ("b", 3.0, 30.0), ("c", 50.0, 1e6), ("d", 1.0, 50.0)]);
+        let top = top_between(&before, &after, &Namer::default(), 10);
+        let got: Vec<(&str, u64, u64)> =
+            top.iter().map(|d| (d.digest_text.as_str(), d.exec_count, d.rows_examined)).collect();
+        assert_eq!(got, vec![("SELECT d", 1, 50), ("SELECT b", 3, 30), ("SELECT a", 2, 20)]);
+        assert!((top[0].share - 0.5).abs() < 1e-9);
+        assert_eq!(top_between(&before, &after, &Namer::default(), 1).len(), 1);
+    }
 
     #[test]
     fn mix_sql_and_digest_text_normalise_alike() {

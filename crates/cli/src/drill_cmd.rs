@@ -17,9 +17,13 @@ pub struct DrillArgs {
     /// Reports go to OUT/<timestamp>/ (OUT/latest points at the newest).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// process, container or auto.
+    /// process, container, auto or external (servers you run, named by --external).
     #[arg(long)]
     backend: Option<String>,
+    /// The servers you run (external.toml: primary, replica, credentials,
+    /// hooks); implies --backend external.
+    #[arg(long)]
+    external: Option<PathBuf>,
     /// From-version (mariadb-10.11.18, a tarball dir) or, for containers, an image (name:tag).
     #[arg(long)]
     from: Option<String>,
@@ -90,7 +94,7 @@ pub struct DrillArgs {
     /// primary an external config names (read from information_schema).
     #[arg(long, conflicts_with = "project_size")]
     project_size_from: Option<PathBuf>,
-    /// With --project-size-from: allow a primary off loopback.
+    /// With --project-size-from or --external: allow servers off loopback.
     #[arg(long)]
     allow_remote: bool,
     /// Leave the cluster running afterwards.
@@ -167,11 +171,23 @@ fn build_config(a: DrillArgs) -> Result<(DrillConfig, Option<String>)> {
             }
         }
     }
+    if let Some(p) = cfg.cluster.external.as_mut().filter(|p| p.is_relative()) {
+        if let Some(dir) = a.config.parent().filter(|_| text.is_some()) {
+            *p = dir.join(&p);
+        }
+    }
     if let Some(v) = a.out {
         cfg.out = v;
     }
+    if let Some(v) = a.external {
+        cfg.cluster.external = Some(v);
+        cfg.cluster.backend = "external".into();
+    }
     if let Some(v) = a.backend {
         cfg.cluster.backend = v;
+    }
+    if a.allow_remote {
+        cfg.cluster.allow_remote = true;
     }
     // name:tag is an image (container backend); anything else a version or a tarball dir.
     if let Some(v) = a.from {

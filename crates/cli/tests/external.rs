@@ -132,3 +132,206 @@ fn a_hook_that_times_out_is_killed_with_its_children() {
     assert!(left.is_empty(), "the hook's children outlived it: {left:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What the drill must leave as it found it, per server: reachable,
+/// version, read-only, replicating, and whether coldswap's schema is there.
+fn servers_state(dir: &std::path::Path, pw: &str) -> Vec<(bool, String, bool, bool)> {
+    let (code, out, err) = ext(&["external", "--config", "external.toml", "status", "--json"], dir, pw);
+    assert_eq!(code, 0, "{err}");
+    json(&out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["reachable"].as_bool().unwrap(),
+                s["version"].as_str().unwrap_or("").to_string(),
+                s["read_only"].as_bool().unwrap_or(false),
+                s["replication"]["io_running"] == "Yes" && s["replication"]["sql_running"] == "Yes",
+            )
+        })
+        .collect()
+}
+
+/// Whether schema `coldswap_drill` exists on each server of the cluster.
+fn own_schema_on(run: &std::path::Path) -> Vec<bool> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = coldswap_db::Cluster::open(run).unwrap();
+        let mut out = Vec::new();
+        for i in 0..2 {
+            let mut conn = c.admin(i).await.unwrap();
+            let n = coldswap_sql::query_i64(
+                &mut conn,
+                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'coldswap_drill'",
+            )
+            .await
+            .unwrap();
+            coldswap_sql::close(conn).await;
+            out.push(n > 0);
+        }
+        c.detach();
+        out
+    })
+}
+
+/// Until the drop of coldswap's schema has replicated (at most 20 s).
+fn until_schema_gone(run: &std::path::Path) -> Vec<bool> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let s = own_schema_on(run);
+        if s.iter().all(|x| !x) || std::time::Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Issue 19: `coldswap drill --backend external` on a pair coldswap
+/// started but drives only through the external config, its upgrade and
+/// switchover done by hooks. Refusals first (an unreachable replica, a
+/// mix that writes without allow_writes, a failing hook): each one line,
+/// both servers left running and unchanged; then the whole drill.
+#[test]
+fn the_drill_on_servers_the_user_runs() {
+    let dir = test_dir("external-drill");
+    let _reap = Reap(dir.clone());
+    let run = dir.join("staging");
+    let r = run.to_str().unwrap();
+    let (code, out, err) = cli(&["cluster", "up", "--run-dir", r, "--json", "--buffer-pool-mb", "64"], &dir);
+    assert_eq!(code, 0, "{err}");
+    let up = json(&out);
+    let port = |i: usize| up["nodes"][i]["port"].as_u64().unwrap();
+    let (code, _, err) = cli(&["seed", "--run-dir", r, "--scale", "0.05"], &dir);
+    assert_eq!(code, 0, "{err}");
+    let secrets = json(&std::fs::read_to_string(run.join("secrets.json")).unwrap());
+    let (user, pw) = (secrets["admin_user"].as_str().unwrap(), secrets["admin_password"].as_str().unwrap());
+    // The load logs in as the application does (coldswap's admin user may write through read_only).
+    let (app_user, app_pw) = (secrets["app_user"].as_str().unwrap(), secrets["app_password"].as_str().unwrap());
+    let me = bin();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let external = |replica_port: u64, allow_writes: bool, upgrade: &str| {
+        format!(
+            "allow_writes = {allow_writes}\n[primary]\naddress = \"127.0.0.1:{}\"\n[replica]\naddress = \"127.0.0.1:{replica_port}\"\n\
+             [credentials]\nuser = \"{user}\"\npassword_env = \"STAGING_PW\"\n\
+             [app_credentials]\nuser = \"{app_user}\"\npassword_env = \"APP_PW\"\n[hooks]\nupgrade = \"{upgrade}\"\n\
+             promote = \"{me} -q cluster promote --demote --run-dir {r}\"\ntimeout_s = 300\n",
+            port(0)
+        )
+    };
+    let upgrade = format!("{me} -q cluster upgrade --run-dir {r} --to mariadb-10.11.19");
+    std::fs::write(dir.join("external.toml"), external(port(1), true, &upgrade)).unwrap();
+    std::fs::write(dir.join("unreachable.toml"), external(closed as u64, true, &upgrade)).unwrap();
+    std::fs::write(dir.join("read-only.toml"), external(port(1), false, &upgrade)).unwrap();
+    std::fs::write(
+        dir.join("failing-hook.toml"),
+        external(port(1), true, "echo starting >&2; echo no capacity in zone b >&2; exit 4"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("drill.toml"),
+        format!(
+            "out = \"out\"\nstatus = \"lines\"\n[load]\nmix = \"{}\"\nrate = 150\nusers = 16\n\
+             [phases]\nbaseline = \"8s\"\ncold = \"10s\"\nwarm = \"8s\"\n[checks]\nchecksum_chunks_per_s = 200\n",
+            repo().join("loadtests/api.toml").display()
+        ),
+    )
+    .unwrap();
+    let before = servers_state(&dir, pw);
+    assert!(before[0].0 && before[1].0 && !before[0].2 && before[1].2 && before[1].3, "{before:?}");
+    let drill = |file: &str| {
+        cli_env(
+            &["drill", "--external", file, "--config", "drill.toml"],
+            &dir,
+            &[("STAGING_PW", pw), ("APP_PW", app_pw)],
+        )
+    };
+
+    // Refusals: one line each; the servers as they were, nothing of coldswap's left.
+    let (code, _, err) = drill("unreachable.toml");
+    assert_eq!(code, 1, "{err}");
+    let line = last_line(&err);
+    assert!(line.contains(&format!("cannot reach the replica at 127.0.0.1:{closed}")), "{err}");
+    assert_eq!(servers_state(&dir, pw), before);
+    assert_eq!(own_schema_on(&run), vec![false, false]);
+
+    let (code, _, err) = drill("read-only.toml");
+    assert_eq!(code, 1, "{err}");
+    let line = last_line(&err);
+    assert!(line.contains("the mix writes") && line.contains("allow_writes = true"), "{err}");
+    assert_eq!(servers_state(&dir, pw), before);
+
+    let (code, _, err) = drill("failing-hook.toml");
+    assert_eq!(code, 1, "{err}");
+    let line = last_line(&err);
+    assert!(line.contains("upgrade: the upgrade hook failed") && line.contains("no capacity in zone b"), "{err}");
+    let report = json(&std::fs::read_to_string(dir.join("out/latest/report.json")).unwrap());
+    assert_eq!(report["complete"], false);
+    assert_eq!(until_schema_gone(&run), vec![false, false]);
+    assert_eq!(servers_state(&dir, pw), before);
+    assert!(!err.contains(pw), "the password leaked");
+
+    // The whole drill, through the hooks.
+    let (code, out, err) = drill("external.toml");
+    assert!(code == 0 || code == 3, "exit {code}: {err}");
+    assert!(!out.contains(pw) && !err.contains(pw) && !err.contains(app_pw), "a password leaked");
+    let text = std::fs::read_to_string(dir.join("out/latest/report.json")).unwrap();
+    assert!(!text.contains(pw) && !text.contains(app_pw), "a password is in the report");
+    let report = json(&text);
+    eprintln!(
+        "{out}\nswitchover {}\nledger {}\ngate {}\nevents {}",
+        report["switchover"], report["invariants"]["ledger"], report["gate"]["verdict"], report["events"]
+    );
+    assert_eq!(report["complete"], true, "{}", report["incomplete_reason"]);
+    assert_eq!(report["cluster"]["backend"], "external");
+    assert!(report["cluster"]["from_version"].as_str().unwrap().starts_with("10.11.18"), "{}", report["cluster"]);
+    assert!(report["cluster"]["to_version"].as_str().unwrap().starts_with("10.11.19"), "{}", report["cluster"]);
+    assert_eq!(report["switchover"]["new_primary"], format!("127.0.0.1:{}", port(1)));
+    assert!(report["switchover"]["write_unavailable_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["storage"]["emulated"], false);
+    let phases = report["phases"].as_array().unwrap();
+    for name in ["baseline", "cold", "warm"] {
+        let p = phases.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no {name} phase"));
+        assert!(p["requests"].as_u64().unwrap() > 100, "{name}: {p}");
+        let d = p["top_digests"].as_array().unwrap();
+        assert!(d.iter().any(|d| d["transaction"].is_string()), "{name}: no named digest: {d:?}");
+    }
+    // The dispatcher's full scan: flagged by lint, heaviest by rows examined.
+    assert!(
+        report["lint"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["transaction"] == "notify_schedules" && l["full_scan"] == true),
+        "{}",
+        report["lint"]
+    );
+    assert_eq!(report["heaviest_hitter"]["transaction"], "notify_schedules", "{}", report["heaviest_hitter"]);
+    let inv = report["invariant_results"].as_array().unwrap();
+    for name in ["write_ledger", "replica_consistent"] {
+        let i = inv.iter().find(|i| i["name"] == name).unwrap_or_else(|| panic!("no {name}: {inv:?}"));
+        assert!(i["checked"] == true && i["passed"] == true, "{i}");
+    }
+    assert!(
+        report["invariants"]["ledger"]["coldswap_ledger_acked"].as_u64().unwrap() > 100,
+        "{}",
+        report["invariants"]
+    );
+    assert!(report["gate"]["verdict"].is_string());
+    assert!(report["events"].as_array().unwrap().iter().any(|e| e["name"] == "cleanup"), "{}", report["events"]);
+    assert!(dir.join("out/latest/report.html").is_file());
+    // Both servers still run; the replica is the primary now, on the new version; nothing of coldswap's is left.
+    let after = servers_state(&dir, pw);
+    assert!(after[0].0 && after[1].0, "{after:?}");
+    assert!(after[0].2 && !after[1].2, "{after:?}");
+    assert!(after[1].1.starts_with("10.11.19"), "{after:?}");
+    assert_eq!(own_schema_on(&run), vec![false, false]);
+
+    let (code, _, err) = cli(&["cluster", "down", "--run-dir", r], &dir);
+    assert_eq!(code, 0, "{err}");
+    assert!(servers_under(&dir).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -43,6 +43,26 @@ pub struct ExternalConfig {
     /// Limits a promotion must respect.
     #[serde(default)]
     pub guardrails: Guardrails,
+    /// `coldswap drill --backend external`: the mix may write to the
+    /// servers (outside coldswap's own schema). Off: a mix with writes is refused.
+    #[serde(default)]
+    pub allow_writes: bool,
+    /// The drill's schema, created before the load and dropped after it
+    /// (the write ledger, the checksums). Never one of the user's.
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    /// The address the load connects to when clients should follow the
+    /// user's own DNS name or VIP (the promote hook moves it). Without it,
+    /// the load goes through coldswap's endpoint, swapped after the hook.
+    #[serde(default)]
+    pub client_address: Option<String>,
+    /// Who the load logs in as (the credentials above when absent).
+    #[serde(default)]
+    pub app_credentials: Option<Credentials>,
+}
+
+fn default_schema() -> String {
+    "coldswap_drill".into()
 }
 
 /// One server's address.
@@ -154,7 +174,9 @@ pub struct External {
     pub cfg: ExternalConfig,
     primary: SocketAddr,
     replica: SocketAddr,
+    client: Option<SocketAddr>,
     password: String,
+    app_password: std::result::Result<String, String>,
 }
 
 impl External {
@@ -174,13 +196,26 @@ impl External {
         if primary == replica {
             bail!("{}: primary and replica are the same server ({primary})", path.display());
         }
-        let password = std::env::var(&cfg.credentials.password_env).map_err(|_| {
-            anyhow!("the password variable {} named in {} is not set", cfg.credentials.password_env, path.display())
-        })?;
-        Ok(External { cfg, primary, replica, password })
+        let client = cfg.client_address.as_deref().map(|a| check_address(a, allow)).transpose()?;
+        if !cfg.schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || cfg.schema.is_empty() {
+            bail!("{}: schema '{}': letters, digits and _ only", path.display(), cfg.schema);
+        }
+        let var = |name: &str| {
+            std::env::var(name)
+                .map_err(|_| anyhow!("the password variable {name} named in {} is not set", path.display()))
+        };
+        let password = var(&cfg.credentials.password_env)?;
+        // Read now, needed only by the load (`status` and the hooks run without it).
+        let app_password = match &cfg.app_credentials {
+            Some(c) => var(&c.password_env),
+            None => Ok(password.clone()),
+        }
+        .map_err(|e| e.to_string());
+        Ok(External { cfg, primary, replica, client, password, app_password })
     }
 
-    fn addr(&self, replica: bool) -> SocketAddr {
+    /// The primary's (or the replica's) address.
+    pub fn addr(&self, replica: bool) -> SocketAddr {
         if replica {
             self.replica
         } else {
@@ -195,7 +230,26 @@ impl External {
         sql::tcp_options(&a.ip().to_string(), a.port(), &self.cfg.credentials.user, &self.password)
     }
 
-    async fn conn(&self, replica: bool) -> Result<MySqlConnection> {
+    /// The user's own client address (DNS name or VIP), when the file names one.
+    pub fn client_addr(&self) -> Option<SocketAddr> {
+        self.client
+    }
+
+    /// How the load logs in at `addr`: the app credentials, or the admin ones.
+    pub fn app_options(&self, addr: SocketAddr) -> Result<sqlx::mysql::MySqlConnectOptions> {
+        let user = self.cfg.app_credentials.as_ref().unwrap_or(&self.cfg.credentials).user.clone();
+        let pw = self.app_password.as_ref().map_err(|e| anyhow!("{e}"))?;
+        Ok(sql::tcp_options(&addr.ip().to_string(), addr.port(), &user, pw))
+    }
+
+    /// coldswap's own login (the config's credentials) at another address:
+    /// the endpoint clients use.
+    pub fn admin_options_at(&self, addr: SocketAddr) -> sqlx::mysql::MySqlConnectOptions {
+        sql::tcp_options(&addr.ip().to_string(), addr.port(), &self.cfg.credentials.user, &self.password)
+    }
+
+    /// A connection to the primary (or the replica), naming which on failure.
+    pub async fn conn(&self, replica: bool) -> Result<MySqlConnection> {
         let a = self.addr(replica);
         let o = self.options(replica);
         sql::connect(&o, Duration::from_secs(10))
@@ -203,7 +257,8 @@ impl External {
             .with_context(|| format!("cannot connect to the {} at {a}", if replica { "replica" } else { "primary" }))
     }
 
-    async fn dialect(c: &mut MySqlConnection) -> Result<(Dialect, String)> {
+    /// The server's dialect and `SELECT VERSION()`.
+    pub async fn dialect(c: &mut MySqlConnection) -> Result<(Dialect, String)> {
         let v = sql::query_text(c, "SELECT VERSION()").await?.unwrap_or_default();
         let (f, ver) = parse_server_version(&v).ok_or_else(|| anyhow!("cannot read the server version '{v}'"))?;
         Ok((Dialect::new(f, ver), v))
@@ -247,7 +302,7 @@ impl External {
 
     /// The replica is replicating, healthy and within the lag limit (the
     /// same guardrail as coldswap's own clusters).
-    async fn guard(&self) -> Result<()> {
+    pub async fn guard(&self) -> Result<()> {
         let mut c = self.conn(true).await?;
         let (d, _) = Self::dialect(&mut c).await?;
         let st = replication::replica_status(&mut c, &d).await?;
@@ -301,7 +356,8 @@ impl External {
         Ok(t.elapsed().as_secs_f64())
     }
 
-    async fn version(&self, replica: bool) -> Option<String> {
+    /// `SELECT VERSION()` of the primary (or the replica), None when it does not answer.
+    pub async fn version(&self, replica: bool) -> Option<String> {
         let mut c = self.conn(replica).await.ok()?;
         let v = sql::query_text(&mut c, "SELECT VERSION()").await.ok().flatten();
         sql::close(c).await;
@@ -346,7 +402,7 @@ impl External {
     }
 
     /// The replica has applied everything the primary had executed when we asked.
-    async fn wait_caught_up(&self, deadline: Instant) -> Result<()> {
+    pub async fn wait_caught_up(&self, deadline: Instant) -> Result<()> {
         let mut p = self.conn(false).await?;
         let (dp, _) = Self::dialect(&mut p).await?;
         let pos = sql::query_text(&mut p, dp.gtid_executed_query()).await?.unwrap_or_default();
@@ -418,6 +474,23 @@ impl External {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_example_parses_with_its_commented_keys() {
+        let text = include_str!("../../../docs/external.example.toml");
+        let c: ExternalConfig = toml::from_str(text).unwrap();
+        assert!(!c.allow_writes && c.schema == "coldswap_drill" && c.client_address.is_none());
+        // Uncomment `# key = value` and `# [table]` lines.
+        let setting = |r: &&str| {
+            r.starts_with('[')
+                || r.split_once(" = ").is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        };
+        let on: Vec<&str> = text.lines().map(|l| l.strip_prefix("# ").filter(setting).unwrap_or(l)).collect();
+        let on = on.join("\n");
+        let c: ExternalConfig = toml::from_str(&on).unwrap();
+        assert_eq!(c.client_address.as_deref(), Some("db-staging.internal:3306"));
+        assert_eq!(c.app_credentials.unwrap().user, "api");
+    }
 
     #[test]
     fn remote_addresses_need_an_opt_in() {

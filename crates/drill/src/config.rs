@@ -13,8 +13,13 @@ use std::time::Duration;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterCfg {
-    /// process, container or auto.
+    /// process, container, auto, or external (servers the user runs, named
+    /// in the file `external` points at).
     pub backend: String,
+    /// With backend = "external": the external config (external.toml).
+    pub external: Option<PathBuf>,
+    /// With backend = "external": allow servers off loopback.
+    pub allow_remote: bool,
     /// The version the cluster starts on (process backend): `mariadb-10.11.18`, `mysql-9.7.4`, a tarball directory.
     pub from: String,
     /// The version the replica is upgraded to (process backend).
@@ -32,6 +37,8 @@ impl Default for ClusterCfg {
     fn default() -> Self {
         ClusterCfg {
             backend: "process".into(),
+            external: None,
+            allow_remote: false,
             from: "mariadb-10.11.18".into(),
             to: "mariadb-10.11.19".into(),
             from_image: "coldswap/mariadb:10.11".into(),
@@ -558,16 +565,34 @@ impl DrillConfig {
         }
         coldswap_dataset::check_scale(self.data.scale)
             .map_err(|e| anyhow!("{}data.scale: {e}", at("data", "scale")))?;
-        let choice: BackendChoice =
-            self.cluster.backend.parse().map_err(|e| anyhow!("{}cluster.backend: {e}", at("cluster", "backend")))?;
-        for kind in BackendKind::ALL {
-            // `auto` may pick any: every pair it may use must be valid.
-            if choice.may_be(kind) {
-                let (from, to) = self.cluster.versions_for(kind);
-                let (kf, kt) = kind.pick(("from", "to"), ("from_image", "to_image"));
-                kind.check_spec(&from).map_err(|e| anyhow!("{}cluster.{kf}: {e}", at("cluster", kf)))?;
-                kind.check_spec(&to).map_err(|e| anyhow!("{}cluster.{kt}: {e}", at("cluster", kt)))?;
-                kind.check_pair(&from, &to).map_err(|e| anyhow!("{}cluster.{kt}: {e}", at("cluster", kt)))?;
+        let external = self.cluster.backend == "external";
+        if external != self.cluster.external.is_some() {
+            if external {
+                bail!(
+                    "{}cluster.backend: \"external\" needs the servers' file: --external FILE or cluster.external",
+                    at("cluster", "backend")
+                );
+            }
+            bail!(
+                "{}cluster.external: only with backend = \"external\" (--backend external)",
+                at("cluster", "external")
+            );
+        }
+        if !external {
+            let choice: BackendChoice = self
+                .cluster
+                .backend
+                .parse()
+                .map_err(|e| anyhow!("{}cluster.backend: {e}", at("cluster", "backend")))?;
+            for kind in BackendKind::ALL {
+                // `auto` may pick any: every pair it may use must be valid.
+                if choice.may_be(kind) {
+                    let (from, to) = self.cluster.versions_for(kind);
+                    let (kf, kt) = kind.pick(("from", "to"), ("from_image", "to_image"));
+                    kind.check_spec(&from).map_err(|e| anyhow!("{}cluster.{kf}: {e}", at("cluster", kf)))?;
+                    kind.check_spec(&to).map_err(|e| anyhow!("{}cluster.{kt}: {e}", at("cluster", kt)))?;
+                    kind.check_pair(&from, &to).map_err(|e| anyhow!("{}cluster.{kt}: {e}", at("cluster", kt)))?;
+                }
             }
         }
         if self.cluster.buffer_pool_mb < 8 {

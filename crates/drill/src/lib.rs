@@ -22,9 +22,11 @@
 
 pub mod capacity;
 pub mod config;
+mod external;
 pub mod invariants;
 pub mod out;
 pub mod run;
+mod state;
 pub mod status;
 pub mod warmups;
 

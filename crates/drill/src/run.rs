@@ -5,10 +5,10 @@
 //! incomplete, and tears everything down.
 
 use anyhow::{anyhow, Result};
-use coldswap_checker::report::{ClusterSection, Digest, KillSwitch, Phase, Report, Step, Switchover};
+use coldswap_checker::report::{ClusterSection, KillSwitch, Phase, Report, Step, Switchover};
 use coldswap_checker::warmth::{self, ProjectSize};
-use coldswap_checker::{digests, lint, render, thresholds};
-use coldswap_client::run::{Load, LoadConfig, Model};
+use coldswap_checker::{digests, render, thresholds};
+use coldswap_client::run::Load;
 use coldswap_client::{Endpoint, Mix, Recorder};
 use coldswap_db::{BackendChoice, BackendKind, Cluster, PromoteOptions, ReplicationError, SwitchoverError, UpOptions};
 use coldswap_nemesis::cold;
@@ -18,20 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{DrillConfig, Durations};
-
-/// The drill stopped itself on a finding (a replica that differs from its
-/// primary is not promoted): a failed verdict, not a failure of the tool.
-#[derive(Debug)]
-pub struct Stopped(pub String);
-
-impl std::fmt::Display for Stopped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Stopped {}
+use crate::config::DrillConfig;
+use crate::external::Target;
+pub use crate::state::Stopped;
+use crate::state::{lint_and_learn, load_config, phase_log, sleep_or_signal, step, State};
 
 /// What a finished (or interrupted) drill leaves.
 pub struct Outcome {
@@ -43,62 +33,6 @@ pub struct Outcome {
     pub exit_code: i32,
     /// Why the drill stopped, when it failed.
     pub error: Option<String>,
-}
-
-struct State {
-    cfg: DrillConfig,
-    dur: Durations,
-    mix: Mix,
-    dir: PathBuf,
-    started: Instant,
-    started_at: String,
-    cluster: Option<Cluster>,
-    endpoint: Option<Arc<Endpoint>>,
-    load: Option<Arc<Load>>,
-    load_task: Option<tokio::task::JoinHandle<Result<()>>>,
-    queue: Option<Arc<coldswap_client::queue::Queue>>,
-    queue_task: Option<tokio::task::JoinHandle<()>>,
-    checksum: Option<serde_json::Value>,
-    recorder: Arc<Recorder>,
-    /// The live status line (or lines).
-    status: crate::status::Status,
-    /// The Prometheus endpoint, when one was asked for.
-    _metrics: Option<coldswap_client::metrics::Server>,
-    steps: Vec<Step>,
-    switchover: Switchover,
-    digests: Vec<(String, Vec<Digest>)>,
-    names: digests::Namer,
-    /// (timeline t, share of the volume's blocks warm), each second from the cold restore.
-    warm_share: Arc<std::sync::Mutex<Vec<(f64, f64)>>>,
-    sampler: Option<tokio::task::JoinHandle<()>>,
-    /// Bytes of the tables the mix touches, read before the load.
-    dataset_bytes: Option<u64>,
-    lint: Vec<coldswap_checker::report::Lint>,
-    storage: serde_json::Value,
-    warmup: serde_json::Value,
-    /// The warm-up before the switchover (`warmup.before_switchover`).
-    prewarm: serde_json::Value,
-    /// What `coldswap gate` would have said before the switchover.
-    gate: Option<coldswap_checker::gate::Gate>,
-    kill: Option<(String, f64)>,
-    from_version: String,
-    flavor: String,
-    to_version: String,
-    backend: String,
-    nodes: Vec<serde_json::Value>,
-    invariants: serde_json::Value,
-}
-
-async fn sleep_or_signal(d: Duration) -> Result<()> {
-    signals::interruptible(async {
-        tokio::time::sleep(d).await;
-        anyhow::Ok(())
-    })
-    .await
-}
-
-fn step(s: &mut Vec<Step>, name: &str, t: Instant) {
-    s.push(Step { name: name.into(), seconds: t.elapsed().as_secs_f64() });
 }
 
 /// The backend a config asks for (auto: containers when an engine and the
@@ -128,6 +62,10 @@ pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outc
             }
         }
     }
+    let mut external = match (&cfg.cluster.external, cfg.cluster.backend.as_str()) {
+        (Some(path), "external") => Some(crate::external::Target::load(path, cfg.cluster.allow_remote)?),
+        _ => None,
+    };
     coldswap_db::cluster::sweep_stale();
     let mode = crate::status::Mode::from_setting(&cfg.status, cfg.status_every_s)?;
     let (dir, started_at) = crate::out::make_out_dir(&cfg.out)?;
@@ -186,12 +124,11 @@ pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outc
         invariants: serde_json::Value::Null,
         cfg,
     };
-    let body = drive(&mut st).await;
-    finish(st, body).await
-}
-
-fn phase_log(name: &str, what: &str) {
-    tracing::info!("phase {name}: {what}");
+    let body = match external.as_mut() {
+        Some(t) => crate::external::drive(&mut st, t).await,
+        None => drive(&mut st).await,
+    };
+    finish(st, body, external.as_mut()).await
 }
 
 async fn drive(st: &mut State) -> Result<()> {
@@ -241,64 +178,14 @@ async fn drive(st: &mut State) -> Result<()> {
     st.endpoint = Some(ep.clone());
     let s = cluster.secrets();
     let app = coldswap_sql::tcp_options("127.0.0.1", ep.addr().port(), &s.app_user, &s.app_password);
-    let lcfg = LoadConfig {
-        users: cfg.load.users,
-        model: if cfg.load.rate > 0.0 {
-            Model::Open { rate_per_s: cfg.load.rate }
-        } else {
-            Model::Closed { think_ms: cfg.load.think_ms }
-        },
-        hatch_rate: cfg.load.hatch_rate,
-        duration: None,
-        tier: cfg.api.clone(),
-        background: cfg.load.background.clone(),
-        shard: (0, 1),
-        seed: cfg.load.seed,
-    };
-    let load = Arc::new(Load::prepare(st.mix.clone(), app.clone(), lcfg, st.recorder.clone()).await?);
+    let load = Arc::new(Load::prepare(st.mix.clone(), app.clone(), load_config(&cfg), st.recorder.clone()).await?);
     st.load = Some(load.clone());
-    // Lint before any load runs.
-    {
-        let ccfg = cfg.cold_config()?;
-        let counts = coldswap_client::run::check_against(&st.mix, &app).await?;
-        let gens = coldswap_client::gen::Generators::new(st.mix.generators.clone(), counts, 0);
-        let mut c = cluster.admin(p).await?;
-        coldswap_sql::exec(&mut c, &format!("USE `{}`", st.mix.database)).await?;
-        st.lint = lint::lint(
-            &mut c,
-            &st.mix,
-            &gens,
-            lint::ColdModel {
-                mean_latency_ms: ccfg.mean_latency_us() / 1000.0,
-                block_bytes: ccfg.block_bytes(),
-                concurrency: ccfg.concurrency,
-            },
-            cfg.load.background.as_deref(),
-        )
-        .await?;
-        for l in st.lint.iter().filter(|l| l.full_scan && l.runs) {
-            tracing::warn!(
-                "lint: {} is a full scan of {} (est. {:.1} s on a cold volume)",
-                l.transaction,
-                l.scanned_tables.join(", "),
-                l.est_cold_cost_ms / 1000.0
-            );
-        }
-        st.dataset_bytes = dataset_bytes(&mut c, &st.mix).await;
-        coldswap_sql::close(c).await;
-        // The server's own digest of every statement the run sends, so its
-        // heaviest statements are tied to their transactions whatever their shape.
-        let probes = digest_probes(&st.mix, &gens, cfg.queue.enabled.then_some(&cfg.queue));
-        let (learned, missed) =
-            digests::learn(&cluster.admin_options(p), &st.mix.database, &probes, cfg.api.protocol).await?;
-        for m in &missed {
-            tracing::info!("digest not learned, matched by text instead: {m}");
-        }
-        st.names = digests::Namer::new(learned, Some(st.mix.clone()));
-        let mut c = cluster.admin(p).await?;
-        digests::reset(&mut c).await?;
-        coldswap_sql::close(c).await;
-    }
+    let admin = cluster.admin_options(p);
+    lint_and_learn(st, &admin, &app).await?;
+    let cluster = st.cluster.as_mut().unwrap();
+    let mut c = cluster.admin(p).await?;
+    digests::reset(&mut c).await?;
+    coldswap_sql::close(c).await;
     st.recorder.phase("baseline");
     let l2 = load.clone();
     st.load_task = Some(tokio::spawn(async move { l2.run().await }));
@@ -650,32 +537,6 @@ async fn wait_for_lag(cluster: &Cluster, r: usize, max_lag: f64, limit: Duration
     }
 }
 
-/// Every statement the run sends, with values drawn as the load draws
-/// them: the mix's transactions and background jobs, and the queue
-/// workload's statements when it runs.
-fn digest_probes(
-    mix: &coldswap_client::Mix,
-    gens: &coldswap_client::gen::Generators,
-    queue: Option<&coldswap_client::queue::QueueConfig>,
-) -> Vec<digests::Probe> {
-    let mut rng = coldswap_client::gen::Rng::new(7);
-    let mut out = Vec::new();
-    let all =
-        mix.transactions.iter().map(|t| (&t.name, &t.steps)).chain(mix.background.iter().map(|b| (&b.name, &b.steps)));
-    for (name, steps) in all {
-        for s in steps {
-            out.push(digests::Probe { name: name.clone(), stmt: s.clone(), vals: gens.draw(&mut rng, &s.params) });
-        }
-    }
-    if let Some(q) = queue {
-        let st = coldswap_client::queue::Statements::new(q);
-        for (name, s, vals) in st.named() {
-            out.push(digests::Probe { name: name.to_string(), stmt: s.clone(), vals });
-        }
-    }
-    out
-}
-
 async fn collect_digests(st: &mut State, phase: &str, node: usize) {
     let Some(cluster) = st.cluster.as_ref() else { return };
     match cluster.admin(node).await {
@@ -691,9 +552,14 @@ async fn collect_digests(st: &mut State, phase: &str, node: usize) {
 }
 
 /// Stop the load, build and write the report, tear down.
-async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
+async fn finish(mut st: State, body: Result<()>, mut external: Option<&mut Target>) -> Result<Outcome> {
     let interrupted = body.as_ref().err().and_then(|e| e.downcast_ref::<signals::Interrupted>().map(|i| i.0));
-    if let Some(sig) = interrupted {
+    if let (Some(sig), Some(_)) = (interrupted, &external) {
+        st.status.say(&format!(
+            "signal {sig}: stopping the load, writing the partial report to {}, dropping coldswap's schema; your servers keep running",
+            st.dir.display()
+        ));
+    } else if let Some(sig) = interrupted {
         let servers = st.cluster.as_ref().map(|c| c.node_infos().len()).unwrap_or(0);
         st.status.say(&format!(
             "signal {sig}: stopping the load, writing the partial report to {}, then stopping {servers} server(s) ({} backend){}",
@@ -718,6 +584,13 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
             _ => {}
         }
     }
+    if let Some(x) = external.as_deref_mut() {
+        x.stop_ledger().await;
+        if let Some(gap) = x.write_gap() {
+            st.switchover.write_unavailable_seconds = gap;
+            st.switchover.procedure_unavailable_seconds = gap;
+        }
+    }
     st.endpoint = None;
     if let Some(t) = st.sampler.take() {
         t.abort();
@@ -729,7 +602,19 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
     // Invariants: every one the drill runs is recorded, checked or not.
     let mut inv = serde_json::Map::new();
     let not_checked = |why: String| serde_json::json!({"checked": false, "error": why});
-    if body.is_ok() {
+    let mut cleanup = None;
+    if let Some(x) = external {
+        inv.insert(
+            "ledger".into(),
+            if body.is_ok() {
+                crate::external::ledger(x, &run, &st.mix.database).await
+            } else {
+                not_checked("the drill stopped before it could check this".into())
+            },
+        );
+        cleanup = Some(crate::external::drop_schema(x).await);
+        st.nodes = crate::external::nodes(x).await;
+    } else if body.is_ok() {
         if let Some(c) = &st.cluster {
             let view = crate::invariants::StateView { cluster: c, database: &st.mix.database };
             let v = match crate::invariants::ledger(&view, &run).await {
@@ -853,6 +738,10 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
             w.projection = warmth::project(&w.overall, b, size.bytes(b));
         }
     }
+    if let Some(c) = cleanup.filter(|c| !c.is_empty()) {
+        tracing::info!("{c}");
+        report.events.push(coldswap_client::stats::Event { t: run_end(&report), name: "cleanup".into(), detail: c });
+    }
     if let Some(t) = report.time_to_warm.as_ref().and_then(|w| w.warm_at_t) {
         report.events.push(coldswap_client::stats::Event {
             t,
@@ -893,6 +782,11 @@ async fn finish(mut st: State, body: Result<()>) -> Result<Outcome> {
     Ok(Outcome { error: body.err().map(|e| format!("{e:#}").replace('\n', " ")), report, dir: st.dir, exit_code })
 }
 
+/// The end of the last phase, seconds since the load started.
+fn run_end(r: &Report) -> f64 {
+    r.phases.iter().map(|p| p.end_s).fold(0.0, f64::max)
+}
+
 /// Time to warm from the switchover to the end of the cold phase, against
 /// the baseline (None when the drill did not get that far).
 fn time_to_warm(
@@ -911,18 +805,6 @@ fn time_to_warm(
         .map(|t| (t.name.clone(), t.p99_ms))
         .collect();
     Some(coldswap_checker::warmth::compute(&run.timeline, sw, cold.end_s, base.p99_ms, &per_txn, rate, cfg))
-}
-
-/// Bytes (data and indexes) of the tables the mix touches, as InnoDB
-/// reports them; None where they cannot be read.
-async fn dataset_bytes(c: &mut sqlx::MySqlConnection, mix: &Mix) -> Option<u64> {
-    match lint::tables_bytes(c, &mix.tables()).await {
-        Ok((total, _)) => (total > 0).then_some(total),
-        Err(e) => {
-            tracing::warn!("table sizes unreadable, no dataset size: {e:#}");
-            None
-        }
-    }
 }
 
 /// Lint's cold estimate of each full scan beside the first cold execution
