@@ -38,6 +38,7 @@ pub mod merge;
 pub mod render;
 pub mod report;
 pub mod thresholds;
+pub mod versions;
 pub mod warmth;
 pub mod warmups;
 

@@ -19,6 +19,7 @@ mod mix_cmd;
 mod report_cmd;
 mod schema_cmd;
 mod seed_cmd;
+mod version_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -61,6 +62,10 @@ enum Cmd {
     /// Servers you already run (a staging primary and replica): status, and
     /// upgrade and promotion through your own hook commands.
     External(external_cmd::ExternalArgs),
+    /// What the new version changes apart from being cold, on a primary and
+    /// its upgraded, caught-up replica: plans, results, settings. Exits 3 on
+    /// a result difference.
+    VersionDiff(version_cmd::VersionDiffArgs),
     /// Per-transaction deltas between earlier good drill reports and a new one;
     /// exits 4 on regressions beyond the run-to-run noise.
     Compare(report_cmd::CompareArgs),
@@ -355,6 +360,7 @@ async fn run(cmd: Cmd) -> Result<u8> {
         Cmd::Gate(a) => gate_cmd::run(a).await,
         Cmd::Compare(a) => report_cmd::compare(a),
         Cmd::External(a) => external_cmd::run(a).await,
+        Cmd::VersionDiff(a) => version_cmd::run(a).await,
         Cmd::Report(c) => report_cmd::report(c),
         Cmd::Warm { target, technique, from, tables, parallel, json } => {
             cold_cmd::warm(target, &technique, from, tables, parallel, json).await
