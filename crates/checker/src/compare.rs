@@ -264,7 +264,7 @@ pub fn order_stat_shift(old: &str, new: &str, z: f64) -> Option<Shift> {
 }
 
 /// A transaction's per-second p99s in a phase (seconds it ran in).
-fn seconds_of(r: &Report, phase: &str, txn: &str) -> Vec<f64> {
+pub(crate) fn seconds_of(r: &Report, phase: &str, txn: &str) -> Vec<f64> {
     r.timeline
         .iter()
         .filter(|s| s.phase == phase)

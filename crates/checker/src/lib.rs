@@ -34,6 +34,7 @@ pub mod digests;
 pub mod gate;
 pub mod github;
 pub mod lint;
+pub mod matrix;
 pub mod merge;
 pub mod render;
 pub mod report;

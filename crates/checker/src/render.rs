@@ -122,6 +122,9 @@ pub fn markdown(r: &Report) -> String {
             l.scanned_tables.join(", ")
         );
     }
+    if let Some(m) = &r.matrix {
+        let _ = write!(s, "\n{}", crate::matrix::markdown(m));
+    }
     if let Some(w) = &r.time_to_warm {
         let _ = writeln!(
             s,
@@ -456,6 +459,9 @@ pub fn html(r: &Report) -> String {
             false,
             "%",
         ));
+    }
+    if let Some(m) = &r.matrix {
+        s.push_str(&crate::matrix::html(m));
     }
     if let Some(w) = &r.time_to_warm {
         let _ = write!(

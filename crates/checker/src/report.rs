@@ -422,6 +422,10 @@ pub struct Report {
     /// How long after the switchover the API was warm again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_to_warm: Option<crate::warmth::TimeToWarm>,
+    /// The version effect apart from the cold effect, per transaction
+    /// (drills run with `[matrix]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<crate::matrix::Matrix>,
     /// Checks of the data after the drill: checksums, write ledger, task states.
     #[serde(default)]
     pub invariants: serde_json::Value,

@@ -26,6 +26,9 @@ pub struct Thresholds {
     /// Seconds from the switchover until the API is warm again ([warmth]);
     /// "not warm" within the cold phase fails it.
     pub time_to_warm_s: Option<f64>,
+    /// With the matrix: a transaction's to-warm p99 over its from-warm p99
+    /// (the version effect), called when its whole interval lies above this.
+    pub version_p99_ratio: Option<f64>,
     /// Transactions with fewer requests than this in a phase are not compared.
     pub min_samples: u64,
 }
@@ -41,6 +44,7 @@ impl Default for Thresholds {
             lost_writes: Some(0),
             status_anomalies: None,
             time_to_warm_s: None,
+            version_p99_ratio: Some(1.3),
             min_samples: 20,
         }
     }
@@ -55,6 +59,7 @@ impl Thresholds {
             ("unavailable_s", self.unavailable_s),
             ("heaviest_hitter_share_pct", self.heaviest_hitter_share_pct),
             ("time_to_warm_s", self.time_to_warm_s),
+            ("version_p99_ratio", self.version_p99_ratio),
         ] {
             if let Some(v) = v {
                 if !v.is_finite() || v < 0.0 {
@@ -96,6 +101,27 @@ fn invariant<'a>(r: &'a Report, key: &str) -> Option<Result<&'a serde_json::Valu
 /// hitter, lint and invariants must be filled).
 pub fn evaluate(r: &Report, t: &Thresholds) -> Vec<Threshold> {
     let mut out = Vec::new();
+    if let (Some(limit), Some(m)) = (t.version_p99_ratio, &r.matrix) {
+        let measured: Vec<&crate::matrix::Row> = m.rows.iter().filter(|x| x.version_effect.is_some()).collect();
+        if measured.is_empty() {
+            out.push(unchecked("version_p99_ratio", limit, "no transaction had enough requests in both warm cells"));
+        } else {
+            let lo = |x: &crate::matrix::Row| x.version_effect.as_ref().map(|s| s.lo).unwrap_or(0.0);
+            let worst = measured.iter().max_by(|a, b| lo(a).total_cmp(&lo(b))).unwrap();
+            let s = worst.version_effect.as_ref().unwrap();
+            out.push(rule(
+                "version_p99_ratio",
+                s.lo,
+                limit,
+                s.lo <= limit,
+                format!(
+                    "{}: to-version warm p99 {} of the from-version's (lower end of the interval against the limit)",
+                    worst.transaction,
+                    s.describe()
+                ),
+            ));
+        }
+    }
     if let Some(limit) = t.cold_p99_over_warm {
         let cold = r.phase("cold");
         let warm = r.phase("warm");
@@ -347,6 +373,29 @@ pub fn verdict(r: &Report, t: &Thresholds) -> Verdict {
     };
     if let Some(g) = &r.gate {
         findings.push(format!("Readiness gate ({}): {}.", g.when, g.verdict));
+    }
+    if let Some(m) = &r.matrix {
+        let with = |v: &[&str]| -> Vec<String> {
+            m.rows
+                .iter()
+                .filter(|x| v.contains(&x.verdict.as_str()))
+                .map(|x| {
+                    format!("{} {}", x.transaction, x.version_effect.as_ref().map(|s| s.describe()).unwrap_or_default())
+                })
+                .collect()
+        };
+        let (ver, cold) = (
+            with(&["version regression", "both"]),
+            m.rows.iter().filter(|x| x.verdict == "cold penalty" || x.verdict == "both").count(),
+        );
+        findings.push(format!(
+            "Version effect apart from cold: {}; {cold} transaction(s) with a cold penalty.",
+            if ver.is_empty() {
+                "no version regression".to_string()
+            } else {
+                format!("version regression in {}", ver.join("; "))
+            }
+        ));
     }
     let (running, idle) = (scans(true), scans(false));
     if !running.is_empty() {

@@ -100,6 +100,10 @@ pub struct DrillArgs {
     /// Leave the cluster running afterwards.
     #[arg(long)]
     keep: bool,
+    /// Add the from-version cold cell and the matrix that tells the version
+    /// effect from the cold effect ([matrix] enabled = true).
+    #[arg(long)]
+    matrix: bool,
     /// Promote the replica even when its checksums differ from the primary's
     /// (a what-if; by default the drill stops before the switchover, failed).
     #[arg(long)]
@@ -278,6 +282,9 @@ fn build_config(a: DrillArgs) -> Result<(DrillConfig, Option<String>)> {
     }
     if a.keep {
         cfg.keep = true;
+    }
+    if a.matrix {
+        cfg.matrix.enabled = true;
     }
     Ok((cfg, text))
 }

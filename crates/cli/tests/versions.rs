@@ -143,3 +143,87 @@ fn a_major_upgrade_lists_what_changed_by_default() {
     assert_nothing_left(&dir);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The matrix on the container backend's real major upgrade (MariaDB 10.11
+/// -> 11.8), with a version regression planted: the to-version's side
+/// loses list_schedules' index (dropped on the upgraded replica behind
+/// replication's back, before the switchover). The report names it a
+/// version regression and the threshold fails the drill; the notification
+/// scan is a cold penalty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_matrix_tells_a_planted_version_regression_from_the_cold_penalty() {
+    if skip_or_fail("the_matrix_tells_a_planted_version_regression", case_ready(&CONTAINER_MARIADB)) {
+        return;
+    }
+    let dir = test_dir("matrix");
+    let _reap = Reap(dir.clone());
+    let mut cfg = coldswap_drill::DrillConfig { out: dir.join("out"), ..Default::default() };
+    cfg.cluster.backend = "container".into();
+    cfg.cluster.buffer_pool_mb = 64;
+    cfg.data.scale = 0.05;
+    cfg.load.mix = repo().join("loadtests/api.toml");
+    cfg.load.rate = 200.0;
+    cfg.load.users = 16;
+    cfg.phases.baseline = "15s".into();
+    cfg.phases.cold = "15s".into();
+    cfg.phases.warm = "15s".into();
+    cfg.checks.checksum = false;
+    cfg.queue.enabled = false;
+    cfg.matrix.enabled = true;
+    let drill = tokio::spawn(coldswap_drill::run(cfg, None));
+    // Once the replica runs 11.8, and before the switchover: drop the index there.
+    let run = dir.join("out/latest/cluster");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(400);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "the replica never ran 11.8");
+        if drill.is_finished() {
+            let o = drill.await.unwrap();
+            panic!("the drill ended before the switchover: {:?}", o.map(|o| o.error));
+        }
+        if let Ok(c) = coldswap_db::Cluster::open(&run) {
+            let r = c.replica_index().ok();
+            let mut planted = false;
+            if let Some(r) = r {
+                if let Ok(mut conn) = c.admin(r).await {
+                    let v = coldswap_sql::query_text(&mut conn, "SELECT VERSION()").await.ok().flatten();
+                    if v.is_some_and(|v| v.starts_with("11.8")) {
+                        coldswap_sql::exec(&mut conn, "SET SESSION sql_log_bin = 0").await.unwrap();
+                        coldswap_sql::exec(&mut conn, "ALTER TABLE api.schedules DROP INDEX idx_schedules_account")
+                            .await
+                            .unwrap();
+                        planted = true;
+                    }
+                    coldswap_sql::close(conn).await;
+                }
+            }
+            c.detach();
+            if planted {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let o = drill.await.unwrap().expect("the drill returns a report");
+    let r = &o.report;
+    assert!(r.complete, "{:?}", o.error);
+    assert!(r.events.iter().any(|e| e.name == "switchover"));
+    let m = r.matrix.as_ref().expect("a matrix");
+    eprintln!("{}", coldswap_checker::matrix::markdown(m));
+    let row = |n: &str| m.rows.iter().find(|x| x.transaction == n).unwrap_or_else(|| panic!("no {n}"));
+    let ls = row("list_schedules");
+    assert!(ls.verdict == "version regression" || ls.verdict == "both", "{ls:?}");
+    let scan = row("notify_schedules");
+    assert!(scan.verdict == "cold penalty" || scan.verdict == "both", "{scan:?}");
+    let t = r.thresholds.iter().find(|t| t.rule == "version_p99_ratio").expect("the version threshold");
+    assert!(t.checked && !t.passed && t.detail.starts_with("list_schedules"), "{t:?}");
+    assert_eq!(o.exit_code, 3);
+    assert!(
+        r.verdict.findings.iter().any(|f| f.contains("version regression in list_schedules")),
+        "{:?}",
+        r.verdict.findings
+    );
+    let md = std::fs::read_to_string(o.dir.join("report.md")).unwrap();
+    assert!(md.contains("## Version effect apart from the cold effect"));
+    assert_nothing_left(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -317,6 +317,25 @@ impl Default for ChecksCfg {
     }
 }
 
+/// `[matrix]`: the version effect apart from the cold effect.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatrixCfg {
+    /// Run the fourth cell, the from-version cold (the primary restarted on
+    /// a fresh restore, measured for `phases.cold`, then warmed as the new
+    /// primary is), and add the matrix to the report.
+    pub enabled: bool,
+    /// One-sided confidence of the effects' intervals, percent (Bonferroni
+    /// over the table).
+    pub confidence_pct: f64,
+}
+
+impl Default for MatrixCfg {
+    fn default() -> Self {
+        MatrixCfg { enabled: false, confidence_pct: 95.0 }
+    }
+}
+
 /// drill.toml: a whole drill.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -362,6 +381,8 @@ pub struct DrillConfig {
     pub warmth: coldswap_checker::warmth::WarmthCfg,
     /// `coldswap capacity`: the load steps and the SLO.
     pub capacity: CapacityCfg,
+    /// The four-cell matrix: version effect apart from the cold effect.
+    pub matrix: MatrixCfg,
 }
 
 impl Default for DrillConfig {
@@ -386,6 +407,7 @@ impl Default for DrillConfig {
             thresholds: Thresholds::default(),
             warmth: Default::default(),
             capacity: CapacityCfg::default(),
+            matrix: MatrixCfg::default(),
         }
     }
 }
@@ -624,6 +646,12 @@ impl DrillConfig {
             anyhow!("{}{e}", at("warmth", key))
         })?;
         self.cold_config()?.validate().map_err(|e| anyhow!("{}storage: {e}", at("storage", "block_kib")))?;
+        if !(50.0..100.0).contains(&self.matrix.confidence_pct) {
+            bail!("{}matrix.confidence_pct: from 50 to under 100", at("matrix", "confidence_pct"));
+        }
+        if self.matrix.enabled && external {
+            bail!("{}matrix.enabled: the from-version cold cell restarts the primary on an emulated restore, which the external backend never does", at("matrix", "enabled"));
+        }
         if self.load.users == 0 {
             bail!("{}load.users: at least 1", at("load", "users"));
         }

@@ -122,6 +122,7 @@ pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outc
         backend: cfg.cluster.backend.clone(),
         nodes: Vec::new(),
         invariants: serde_json::Value::Null,
+        from_cold: serde_json::Value::Null,
         cfg,
     };
     let body = match external.as_mut() {
@@ -186,7 +187,23 @@ async fn drive(st: &mut State) -> Result<()> {
     let mut c = cluster.admin(p).await?;
     digests::reset(&mut c).await?;
     coldswap_sql::close(c).await;
-    st.recorder.phase("baseline");
+    // The matrix's fourth cell: the from-version on a fresh restore, then
+    // warmed by the same technique the new primary gets.
+    let matrix = cfg.matrix.enabled;
+    let mut from_vol = None;
+    if matrix {
+        let ccfg = cfg.cold_config()?;
+        let cluster = st.cluster.as_mut().unwrap();
+        phase_log(
+            "from_cold",
+            &format!("restarting {} on a fresh restore ({})", cluster.node(p).name, cfg.storage.describe()),
+        );
+        let t = Instant::now();
+        let vol = signals::interruptible(cold::make_cold(cluster, p, &ccfg, true)).await?;
+        step(&mut st.steps, "from_cold_restore", t);
+        from_vol = Some((vol.counters(), vol));
+    }
+    st.recorder.phase(if matrix { "from_cold" } else { "baseline" });
     let l2 = load.clone();
     st.load_task = Some(tokio::spawn(async move { l2.run().await }));
     if cfg.queue.enabled {
@@ -194,6 +211,27 @@ async fn drive(st: &mut State) -> Result<()> {
         st.queue = Some(q.clone());
         st.queue_task = Some(tokio::spawn(async move { q.run().await }));
     }
+    if let Some((c0, vol)) = from_vol {
+        phase_log("from_cold", &format!("{} s against the cold primary (from-version)", st.dur.cold.as_secs()));
+        sleep_or_signal(st.dur.cold).await?;
+        collect_digests(st, "from_cold", p).await;
+        let counters = vol.counters().since(&c0);
+        st.recorder.phase("from_warmup");
+        let technique: Technique = cfg.warmup.technique.parse()?;
+        let r = st.cluster.as_ref().unwrap().replica_index()?;
+        phase_log("from_warmup", &format!("{technique} on the primary"));
+        let t = Instant::now();
+        let inputs = warm_inputs(&cfg, &st.mix, r);
+        let rep = signals::interruptible(warm::warm(st.cluster.as_ref().unwrap(), p, technique, &inputs)).await?;
+        step(&mut st.steps, "from_warmup", t);
+        st.from_cold = serde_json::json!({"counters": counters, "warmup": rep});
+        if let Ok(mut c) = st.cluster.as_ref().unwrap().admin(p).await {
+            let _ = digests::reset(&mut c).await;
+            coldswap_sql::close(c).await;
+        }
+        st.recorder.phase("baseline");
+    }
+    let cluster = st.cluster.as_mut().unwrap();
     phase_log(
         "baseline",
         &format!("{} s against the warm primary {}", st.dur.baseline.as_secs(), cluster.node(p).name),
@@ -691,6 +729,7 @@ async fn finish(mut st: State, body: Result<()>, mut external: Option<&mut Targe
         thresholds: vec![],
         invariant_results: vec![],
         time_to_warm: None,
+        matrix: None,
         invariants: st.invariants.clone(),
         timeline: run.timeline.clone(),
         events: run.events.clone(),
@@ -724,6 +763,18 @@ async fn finish(mut st: State, body: Result<()>, mut external: Option<&mut Targe
     }
     report.compute_comparison();
     report.compute_heaviest();
+    if st.cfg.matrix.enabled {
+        let bound = st.cfg.thresholds.version_p99_ratio.unwrap_or(1.3);
+        report.matrix = coldswap_checker::matrix::compute(
+            &report,
+            bound,
+            st.cfg.matrix.confidence_pct,
+            st.cfg.thresholds.min_samples,
+        );
+        if let (Some(_), serde_json::Value::Object(m)) = (&report.matrix, &mut report.storage) {
+            m.insert("from_cold".into(), st.from_cold.clone());
+        }
+    }
     let shares: Vec<(f64, f64)> = st.warm_share.lock().unwrap().clone();
     if !shares.is_empty() {
         if let serde_json::Value::Object(m) = &mut report.storage {

@@ -70,6 +70,8 @@ pub(crate) struct State {
     pub(crate) backend: String,
     pub(crate) nodes: Vec<serde_json::Value>,
     pub(crate) invariants: serde_json::Value,
+    /// The matrix's from-version cold cell: its volume's counters and warm-up.
+    pub(crate) from_cold: serde_json::Value,
 }
 
 pub(crate) async fn sleep_or_signal(d: Duration) -> Result<()> {
