@@ -72,6 +72,11 @@ pub struct Matrix {
     pub confidence_pct: f64,
     /// Every transaction with enough requests in the cells.
     pub rows: Vec<Row>,
+    /// Plans and settings of the two versions, compared on the primary and
+    /// the upgraded replica before the switchover (results are compared by
+    /// `coldswap version-diff`, on servers nothing writes to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<crate::versions::VersionDiff>,
 }
 
 fn cell(r: &Report, phase: &str, txn: &str, min: u64) -> Option<Cell> {
@@ -133,7 +138,7 @@ pub fn compute(r: &Report, bound: f64, confidence_pct: f64, min: u64) -> Option<
             verdict: verdict.into(),
         });
     }
-    Some(Matrix { bound, confidence_pct, rows })
+    Some(Matrix { bound, confidence_pct, rows, versions: None })
 }
 
 /// The table as Markdown.
@@ -157,6 +162,43 @@ pub fn markdown(m: &Matrix) -> String {
             e(&r.cold_effect),
             r.verdict
         ));
+    }
+    if let Some(v) = &m.versions {
+        o.push_str(&format!("\n{}\n", changes_text(m, v)));
+    }
+    o
+}
+
+/// Plan changes beside their transaction's version effect, then the
+/// settings that differ.
+fn changes_text(m: &Matrix, v: &crate::versions::VersionDiff) -> String {
+    let mut o = format!("Plans on {} and {}: ", v.from_version, v.to_version);
+    let changed: Vec<&crate::versions::StatementDiff> =
+        v.statements.iter().filter(|s| !s.plan_changes.is_empty()).collect();
+    if changed.is_empty() {
+        o.push_str("no statement's plan changed.\n");
+    } else {
+        o.push_str(&format!("{} statement(s) changed plan:\n", changed.len()));
+    }
+    for s in changed {
+        let eff = m
+            .rows
+            .iter()
+            .find(|r| r.transaction == s.transaction)
+            .and_then(|r| r.version_effect.as_ref())
+            .map(|e| format!(" (version effect {})", e.describe()))
+            .unwrap_or_default();
+        o.push_str(&format!("- {}{eff}: {}: {}\n", s.transaction, s.statement, s.plan_changes.join("; ")));
+    }
+    o.push_str(&format!("\n{} setting(s) differ (from -> to):\n", v.settings.len()));
+    for s in &v.settings {
+        let change = match (s.from.as_deref(), s.to.as_deref()) {
+            (Some(a), Some(b)) => crate::versions::list_change(a, b).unwrap_or_else(|| format!("{a} -> {b}")),
+            (None, Some(b)) => format!("(new) {b}"),
+            (Some(a), None) => format!("{a} (removed)"),
+            (None, None) => String::new(),
+        };
+        o.push_str(&format!("- {}: {change}\n", s.name));
     }
     o
 }
@@ -185,6 +227,9 @@ pub fn html(m: &Matrix) -> String {
         ));
     }
     o.push_str("</table>");
+    if let Some(v) = &m.versions {
+        o.push_str(&format!("<pre>{}</pre>", esc(&changes_text(m, v))));
+    }
     o
 }
 

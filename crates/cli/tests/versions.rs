@@ -214,6 +214,17 @@ async fn the_matrix_tells_a_planted_version_regression_from_the_cold_penalty() {
     assert!(ls.verdict == "version regression" || ls.verdict == "both", "{ls:?}");
     let scan = row("notify_schedules");
     assert!(scan.verdict == "cold penalty" || scan.verdict == "both", "{scan:?}");
+    // Beside the effects: the plan that changed, and the defaults the major version changed.
+    let v = m.versions.as_ref().expect("plans and settings compared");
+    let plan = v.statements.iter().find(|s| s.transaction == "list_schedules").unwrap();
+    assert!(plan.plan_changes.iter().any(|c| c.contains("key idx_schedules_account -> ")), "{plan:?}");
+    eprintln!(
+        "plans changed: {:?}",
+        v.statements.iter().filter(|s| !s.plan_changes.is_empty()).map(|s| &s.plan_changes).collect::<Vec<_>>()
+    );
+    for n in ["character_set_server", "innodb_snapshot_isolation", "optimizer_switch"] {
+        assert!(v.settings.iter().any(|s| s.name == n), "{n} not listed");
+    }
     let t = r.thresholds.iter().find(|t| t.rule == "version_p99_ratio").expect("the version threshold");
     assert!(t.checked && !t.passed && t.detail.starts_with("list_schedules"), "{t:?}");
     assert_eq!(o.exit_code, 3);
@@ -223,7 +234,10 @@ async fn the_matrix_tells_a_planted_version_regression_from_the_cold_penalty() {
         r.verdict.findings
     );
     let md = std::fs::read_to_string(o.dir.join("report.md")).unwrap();
-    assert!(md.contains("## Version effect apart from the cold effect"));
+    assert!(
+        md.contains("## Version effect apart from the cold effect") && md.contains("statement(s) changed plan:"),
+        "{md}"
+    );
     assert_nothing_left(&dir);
     let _ = std::fs::remove_dir_all(&dir);
 }

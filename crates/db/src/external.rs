@@ -155,6 +155,17 @@ pub struct HookOutcome {
     pub steps: Vec<Step>,
 }
 
+/// Sends SIGTERM to a hook's process group when dropped while it runs.
+struct StopGroup(Option<u32>);
+
+impl Drop for StopGroup {
+    fn drop(&mut self) {
+        if let Some(g) = self.0 {
+            crate::pid::signal_group(g, libc::SIGTERM);
+        }
+    }
+}
+
 /// Loopback, or an explicit opt-in.
 pub fn check_address(addr: &str, allow_remote: bool) -> Result<SocketAddr> {
     let a = addr
@@ -333,6 +344,8 @@ impl External {
             .kill_on_drop(true);
         let child = c.spawn().with_context(|| format!("cannot run the {what} hook"))?;
         let group = child.id();
+        // Dropped before the hook ends (Ctrl-C, SIGTERM): stop everything it started.
+        let mut guard = StopGroup(group);
         let out =
             match tokio::time::timeout(Duration::from_secs_f64(self.cfg.hooks.timeout_s), child.wait_with_output())
                 .await
@@ -348,6 +361,7 @@ impl External {
                     );
                 }
             };
+        guard.0 = None;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let line = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();

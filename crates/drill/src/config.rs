@@ -791,6 +791,14 @@ mod tests {
         assert!(check("[storage]\nlatency = \"fast\"\n").starts_with("d.toml:2: storage.latency: invalid latency"));
         assert!(check("[phases\ncold = \"1s\"\n").starts_with("d.toml:1: "));
         assert_eq!(check("[load]\napi_nodes = 12\n"), "ok");
+        assert_eq!(check("[cluster]\nbackend = \"external\"\nexternal = \"ext.toml\"\n"), "ok");
+        assert!(check("[cluster]\nbackend = \"external\"\n")
+            .starts_with("d.toml:2: cluster.backend: \"external\" needs the servers' file"));
+        assert!(check("[cluster]\nexternal = \"ext.toml\"\n").starts_with("d.toml:2: cluster.external: only with"));
+        assert!(check("[cluster]\nbackend = \"external\"\nexternal = \"e.toml\"\n[matrix]\nenabled = true\n")
+            .starts_with("d.toml:5: matrix.enabled: the from-version cold cell"));
+        assert!(check("[matrix]\nconfidence_pct = 100\n").starts_with("d.toml:2: matrix.confidence_pct"));
+        assert_eq!(check("[matrix]\nenabled = true\n"), "ok");
         assert_eq!(check("[storage]\nprofile = \"lazy-restore-hydrating\"\n"), "ok");
         assert!(check("[storage]\nprofile = \"ebs\"\n").starts_with("d.toml:2: storage.profile: unknown profile 'ebs'"));
         assert!(check("[storage]\nprofile = \"fast-restore\"\nlatency = \"1ms\"\n")

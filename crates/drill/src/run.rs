@@ -123,6 +123,7 @@ pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outc
         nodes: Vec::new(),
         invariants: serde_json::Value::Null,
         from_cold: serde_json::Value::Null,
+        versions: None,
         cfg,
     };
     let body = match external.as_mut() {
@@ -331,6 +332,31 @@ async fn drive(st: &mut State) -> Result<()> {
         tracing::info!("{} applies within {lag:.2} s on the restored volume", cluster.node(r).name);
         restored = Some((vol, c0));
     }
+    if cfg.matrix.enabled {
+        // Both versions' plans and settings, the replica caught up.
+        let c = st.cluster.as_ref().unwrap();
+        let (app, from, to) = (c.app_options(p), c.admin_options(p), c.admin_options(r));
+        let t = Instant::now();
+        let diff = async {
+            let counts = coldswap_client::run::check_against(&st.mix, &app).await?;
+            let gens = coldswap_client::gen::Generators::new(st.mix.generators.clone(), counts, 0);
+            coldswap_checker::versions::compare(&from, &to, &st.mix, &gens, 0).await
+        };
+        match signals::interruptible(diff).await {
+            Ok(d) => {
+                tracing::info!(
+                    "{} statement(s) changed plan between the versions; {} setting(s) differ",
+                    d.plan_changes,
+                    d.settings.len()
+                );
+                st.versions = Some(d);
+            }
+            Err(e) if e.downcast_ref::<signals::Interrupted>().is_some() => return Err(e),
+            Err(e) => tracing::warn!("plans and settings of the two versions could not be compared: {e:#}"),
+        }
+        step(&mut st.steps, "compare_versions", t);
+    }
+    let cluster = st.cluster.as_mut().unwrap();
     // What the readiness gate would say now, just before the fence.
     let when = if restored.is_some() {
         "just before the fence, after the restore and the warm-up"
@@ -771,6 +797,9 @@ async fn finish(mut st: State, body: Result<()>, mut external: Option<&mut Targe
             st.cfg.matrix.confidence_pct,
             st.cfg.thresholds.min_samples,
         );
+        if let Some(m) = report.matrix.as_mut() {
+            m.versions = st.versions.clone();
+        }
         if let (Some(_), serde_json::Value::Object(m)) = (&report.matrix, &mut report.storage) {
             m.insert("from_cold".into(), st.from_cold.clone());
         }

@@ -72,6 +72,8 @@ pub(crate) struct State {
     pub(crate) invariants: serde_json::Value,
     /// The matrix's from-version cold cell: its volume's counters and warm-up.
     pub(crate) from_cold: serde_json::Value,
+    /// The matrix's plans and settings of both versions.
+    pub(crate) versions: Option<coldswap_checker::versions::VersionDiff>,
 }
 
 pub(crate) async fn sleep_or_signal(d: Duration) -> Result<()> {
