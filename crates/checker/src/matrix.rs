@@ -141,10 +141,17 @@ pub fn compute(r: &Report, bound: f64, confidence_pct: f64, min: u64) -> Option<
     Some(Matrix { bound, confidence_pct, rows, versions: None })
 }
 
+fn cell_text(x: &Option<Cell>) -> String {
+    x.as_ref().map(|c| format!("{:.1} / {:.1}", c.p50_ms, c.p99_ms)).unwrap_or("-".into())
+}
+
+fn effect_text(x: &Option<Shift>) -> String {
+    x.as_ref().map(|s| s.describe()).unwrap_or("-".into())
+}
+
 /// The table as Markdown.
 pub fn markdown(m: &Matrix) -> String {
-    let c = |x: &Option<Cell>| x.as_ref().map(|c| format!("{:.1} / {:.1}", c.p50_ms, c.p99_ms)).unwrap_or("-".into());
-    let e = |x: &Option<Shift>| x.as_ref().map(|s| s.describe()).unwrap_or("-".into());
+    let (c, e) = (cell_text, effect_text);
     let mut o = format!(
         "## Version effect apart from the cold effect\n\np50 / p99 ms per cell; effects are p99 ratios with their {}% intervals (Bonferroni over the table); an effect is called when its interval lies above x{:.2}.\n\n\
          | transaction | from warm | from cold | to cold | to warm | version (to/from warm) | cold (to cold/warm) | verdict |\n|---|---|---|---|---|---|---|---|\n",
@@ -192,13 +199,7 @@ fn changes_text(m: &Matrix, v: &crate::versions::VersionDiff) -> String {
     }
     o.push_str(&format!("\n{} setting(s) differ (from -> to):\n", v.settings.len()));
     for s in &v.settings {
-        let change = match (s.from.as_deref(), s.to.as_deref()) {
-            (Some(a), Some(b)) => crate::versions::list_change(a, b).unwrap_or_else(|| format!("{a} -> {b}")),
-            (None, Some(b)) => format!("(new) {b}"),
-            (Some(a), None) => format!("{a} (removed)"),
-            (None, None) => String::new(),
-        };
-        o.push_str(&format!("- {}: {change}\n", s.name));
+        o.push_str(&format!("- {}: {}\n", s.name, s.change()));
     }
     o
 }
@@ -206,8 +207,7 @@ fn changes_text(m: &Matrix, v: &crate::versions::VersionDiff) -> String {
 /// The table as HTML.
 pub fn html(m: &Matrix) -> String {
     use crate::render::esc;
-    let c = |x: &Option<Cell>| x.as_ref().map(|c| format!("{:.1} / {:.1}", c.p50_ms, c.p99_ms)).unwrap_or("-".into());
-    let e = |x: &Option<Shift>| x.as_ref().map(|s| s.describe()).unwrap_or("-".into());
+    let (c, e) = (cell_text, effect_text);
     let mut o = format!(
         "<h2>Version effect apart from the cold effect</h2><p>p50 / p99 ms per cell; effects are p99 ratios with their {}% intervals (Bonferroni over the table); an effect is called when its interval lies above x{:.2}.</p>\
          <table><tr><th>transaction</th><th>from warm</th><th>from cold</th><th>to cold</th><th>to warm</th><th>version (to/from warm)</th><th>cold (to cold/warm)</th><th>verdict</th></tr>",

@@ -45,6 +45,18 @@ pub struct SettingDiff {
     pub to: Option<String>,
 }
 
+impl SettingDiff {
+    /// `a -> b`, `(new) b`, `a (removed)`, or a switch list's changed items.
+    pub fn change(&self) -> String {
+        match (self.from.as_deref(), self.to.as_deref()) {
+            (Some(a), Some(b)) => list_change(a, b).unwrap_or_else(|| format!("{a} -> {b}")),
+            (None, Some(b)) => format!("(new) {b}"),
+            (Some(a), None) => format!("{a} (removed)"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
 /// Everything compared.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct VersionDiff {
@@ -311,13 +323,7 @@ pub fn render(d: &VersionDiff) -> String {
     if !d.settings.is_empty() {
         o.push_str("\nsettings that differ (from -> to):\n");
         for s in &d.settings {
-            let change = match (s.from.as_deref(), s.to.as_deref()) {
-                (Some(a), Some(b)) => list_change(a, b).unwrap_or_else(|| format!("{a} -> {b}")),
-                (None, Some(b)) => format!("(new) {b}"),
-                (Some(a), None) => format!("{a} (removed)"),
-                (None, None) => String::new(),
-            };
-            o.push_str(&format!("  {:<44} {change}\n", s.name));
+            o.push_str(&format!("  {:<44} {}\n", s.name, s.change()));
         }
     }
     o

@@ -26,7 +26,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::state::{lint_and_learn, load_config, phase_log, sleep_or_signal, step, State, Stopped};
+use crate::invariants::missing;
+use crate::state::{cold_phase_wait, lint_and_learn, load_config, phase_log, sleep_or_signal, step, State, Stopped};
 
 /// The user's servers during a drill, and what coldswap put on them.
 pub(crate) struct Target {
@@ -418,17 +419,9 @@ async fn drive_on(st: &mut State, t: &mut Target, cfg: &crate::DrillConfig) -> R
     st.recorder.phase("cold");
     let cold_start = st.recorder.elapsed();
     phase_log("cold", &format!("{} s against the new primary {raddr}", st.dur.cold.as_secs()));
-    match (&cfg.kill_switch, st.dur.kill_at) {
-        (Some(k), Some(at)) => {
-            sleep_or_signal(at).await?;
-            load.controls().disable(&k.target);
-            st.recorder.event("kill-switch", &k.target);
-            st.kill = Some((k.target.clone(), cold_start + at.as_secs_f64()));
-            tracing::warn!("kill-switch: {} turned off", k.target);
-            sleep_or_signal(st.dur.cold - at).await?;
-            load.controls().enable(&k.target);
-        }
-        _ => sleep_or_signal(st.dur.cold).await?,
+    cold_phase_wait(st, &load, cold_start).await?;
+    if let Some(k) = &cfg.kill_switch {
+        load.controls().enable(&k.target);
     }
     st.storage = serde_json::json!({
         "node": raddr.to_string(),
@@ -527,18 +520,6 @@ pub(crate) async fn ledger(t: &Target, run: &coldswap_client::RunResult, databas
     }
     .await;
     r.unwrap_or_else(|e| serde_json::json!({"checked": false, "error": format!("{e:#}")}))
-}
-
-async fn missing(c: &mut sqlx::MySqlConnection, table: &str, ids: &[u64]) -> Result<Vec<u64>> {
-    let mut lost = Vec::new();
-    for chunk in ids.chunks(1000) {
-        let list: Vec<String> = chunk.iter().map(|x| x.to_string()).collect();
-        let rows = sql::fetch_all(c, &format!("SELECT id FROM {table} WHERE id IN ({})", list.join(","))).await?;
-        let have: std::collections::HashSet<u64> =
-            rows.iter().filter_map(|r| sql::col_text_at(r, 0)).filter_map(|s| s.parse().ok()).collect();
-        lost.extend(chunk.iter().filter(|x| !have.contains(x)).copied());
-    }
-    Ok(lost)
 }
 
 /// Both servers as the drill leaves them (for the report's nodes).

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::config::DrillConfig;
 use crate::external::Target;
 pub use crate::state::Stopped;
-use crate::state::{lint_and_learn, load_config, phase_log, sleep_or_signal, step, State};
+use crate::state::{cold_phase_wait, lint_and_learn, load_config, phase_log, sleep_or_signal, step, State};
 
 /// What a finished (or interrupted) drill leaves.
 pub struct Outcome {
@@ -455,17 +455,7 @@ async fn drive(st: &mut State) -> Result<()> {
         "cold",
         &format!("{} s against the cold new primary {}", st.dur.cold.as_secs(), st.switchover.new_primary),
     );
-    match (&cfg.kill_switch, st.dur.kill_at) {
-        (Some(k), Some(at)) => {
-            sleep_or_signal(at).await?;
-            load.controls().disable(&k.target);
-            st.recorder.event("kill-switch", &k.target);
-            st.kill = Some((k.target.clone(), cold_start + at.as_secs_f64()));
-            tracing::warn!("kill-switch: {} turned off", k.target);
-            sleep_or_signal(st.dur.cold - at).await?;
-        }
-        _ => sleep_or_signal(st.dur.cold).await?,
-    }
+    cold_phase_wait(st, &load, cold_start).await?;
     let now = vol.counters();
     let dc = now.since(&c0);
     let dr = now.since(&since_restore);

@@ -193,3 +193,20 @@ pub(crate) async fn dataset_bytes(c: &mut sqlx::MySqlConnection, mix: &Mix) -> O
         }
     }
 }
+
+/// The cold phase's wait: `dur.cold`, with the kill-switch (when one is
+/// set) turning its target off `kill_at` into the phase. `cold_start` is
+/// the phase's start on the recorder's clock.
+pub(crate) async fn cold_phase_wait(st: &mut State, load: &Load, cold_start: f64) -> Result<()> {
+    match (st.cfg.kill_switch.clone(), st.dur.kill_at) {
+        (Some(k), Some(at)) => {
+            sleep_or_signal(at).await?;
+            load.controls().disable(&k.target);
+            st.recorder.event("kill-switch", &k.target);
+            st.kill = Some((k.target.clone(), cold_start + at.as_secs_f64()));
+            tracing::warn!("kill-switch: {} turned off", k.target);
+            sleep_or_signal(st.dur.cold - at).await
+        }
+        _ => sleep_or_signal(st.dur.cold).await,
+    }
+}
