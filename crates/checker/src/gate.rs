@@ -219,6 +219,7 @@ pub async fn cached_pages(
             pool / 1048576
         );
     }
+    open_unnamed(conn).await?;
     let rows = sql::fetch_all(
         conn,
         "SELECT TABLE_NAME, INDEX_NAME, COUNT(*) FROM information_schema.INNODB_BUFFER_PAGE \
@@ -242,6 +243,71 @@ pub async fn cached_pages(
         }
     }
     Ok(out)
+}
+
+/// InnoDB names a cached page's table and index only while its dictionary
+/// cache holds the table: on a server just restarted, pages loaded into
+/// the pool (by a buffer-pool load, say) for a table nothing has opened
+/// yet read as unnamed, and would count as not cached (seen in CI: a
+/// replica loaded from the primary's dump covered "0 %" until its purge
+/// thread happened to open the tables). Open those tables first, found by
+/// tablespace in the dictionary on disk; an open reads the table's
+/// definition, no row. Returns how many were opened.
+async fn open_unnamed(conn: &mut MySqlConnection) -> Result<usize> {
+    let spaces = sql::fetch_all(
+        conn,
+        "SELECT DISTINCT SPACE FROM information_schema.INNODB_BUFFER_PAGE \
+         WHERE TABLE_NAME IS NULL AND SPACE <> 0 AND PAGE_TYPE = 'INDEX'",
+    )
+    .await?;
+    if spaces.is_empty() {
+        return Ok(0);
+    }
+    let dict = sql::innodb_tablespaces(conn).await?;
+    let mut tables: Vec<(String, String)> = spaces
+        .iter()
+        .filter_map(|r| sql::col_text_at(r, 0)?.parse::<u64>().ok())
+        .filter_map(|id| dict.get(&id).and_then(|n| dictionary_table(n)))
+        .collect();
+    tables.sort();
+    tables.dedup();
+    for (db, t) in &tables {
+        // A table dropped meanwhile, or one this account cannot read,
+        // stays unnamed: its pages are not counted, as before.
+        let _ =
+            sql::exec(conn, &format!("SELECT 1 FROM `{}`.`{}` LIMIT 0", db.replace('`', "``"), t.replace('`', "``")))
+                .await;
+    }
+    Ok(tables.len())
+}
+
+/// `db/table` as InnoDB's dictionary spells a table (partitions as
+/// `table#P#p0`, other characters as `@XXXX` code points) -> (db, table);
+/// None for internal and temporary tables.
+fn dictionary_table(name: &str) -> Option<(String, String)> {
+    let (db, t) = name.split_once('/')?;
+    let t = match t.find("#P#").or_else(|| t.find("#p#")) {
+        Some(i) => &t[..i],
+        None => t,
+    };
+    if t.starts_with("#sql") || t.is_empty() || db.is_empty() {
+        return None;
+    }
+    Some((decode_filename(db)?, decode_filename(t)?))
+}
+
+/// The server's file-name encoding: `@XXXX` is the code point XXXX (hex).
+fn decode_filename(s: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('@') {
+        out.push_str(&rest[..i]);
+        let hex = rest.get(i + 1..i + 5)?;
+        out.push(char::from_u32(u32::from_str_radix(hex, 16).ok()?)?);
+        rest = &rest[i + 5..];
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// Coverage from each node's cached pages: (check, per-index rows).
@@ -367,6 +433,16 @@ pub fn conclude(checks: Vec<Check>, coverage: Vec<IndexCoverage>, cfg: &GateCfg)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dictionary_names_become_tables() {
+        assert_eq!(dictionary_table("api/jobs"), Some(("api".into(), "jobs".into())));
+        assert_eq!(dictionary_table("api/events#P#p2024"), Some(("api".into(), "events".into())));
+        assert_eq!(dictionary_table("my@002ddb/t@00e9"), Some(("my-db".into(), "t\u{e9}".into())));
+        assert_eq!(dictionary_table("api/#sql-1a2b_3"), None);
+        assert_eq!(dictionary_table("innodb_system"), None);
+        assert_eq!(decode_filename("bad@00"), None);
+    }
     use coldswap_db::replication::ReplicaStatus;
 
     fn pages(v: &[(&str, &str, u64)]) -> BTreeMap<(String, String), u64> {

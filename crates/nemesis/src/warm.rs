@@ -10,7 +10,7 @@
 //! * `none`.
 
 use anyhow::{anyhow, bail, Context, Result};
-use coldswap_db::{Cluster, Flavor};
+use coldswap_db::Cluster;
 use coldswap_sql as sql;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -125,25 +125,6 @@ async fn status_var(c: &mut sqlx::MySqlConnection, name: &str) -> Result<String>
     Ok(rows.first().and_then(|r| sql::col_text_at(r, 1)).unwrap_or_default())
 }
 
-/// Tablespace id -> name on a server.
-async fn tablespaces(c: &mut sqlx::MySqlConnection, flavor: Flavor) -> Result<HashMap<u64, String>> {
-    let q = match flavor {
-        // The dictionary's table list (on disk), not the open-tablespace
-        // cache: a freshly restarted server has opened none of them.
-        Flavor::MariaDB => "SELECT SPACE, NAME FROM information_schema.INNODB_SYS_TABLES WHERE SPACE <> 0",
-        Flavor::MySQL => "SELECT SPACE, NAME FROM information_schema.INNODB_TABLES WHERE SPACE <> 0",
-    };
-    let mut m = HashMap::new();
-    for r in sql::fetch_all(c, q).await? {
-        if let (Some(id), Some(name)) = (sql::col_text_at(&r, 0), sql::col_text_at(&r, 1)) {
-            if let Ok(id) = id.parse() {
-                m.insert(id, name);
-            }
-        }
-    }
-    Ok(m)
-}
-
 /// Dump `dump_pct` percent of `src`'s buffer pool (its most recently used
 /// pages, as InnoDB dumps), translate it to `dst`'s tablespace ids, load it
 /// into `dst`. Returns the number of pages in the list.
@@ -167,14 +148,14 @@ pub async fn buffer_pool_transfer(cluster: &Cluster, src: usize, dst: usize, dum
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let src_spaces = tablespaces(&mut s, cluster.node(src).flavor()).await?;
+    let src_spaces = sql::innodb_tablespaces(&mut s).await?;
     sql::close(s).await;
     let dump = String::from_utf8_lossy(
         &cluster.files()?.read(cluster.node(src), "ib_buffer_pool").await.context("reading the buffer pool dump")?,
     )
     .to_string();
     let mut d = cluster.admin(dst).await?;
-    let dst_spaces = tablespaces(&mut d, cluster.node(dst).flavor()).await?;
+    let dst_spaces = sql::innodb_tablespaces(&mut d).await?;
     let by_name: HashMap<&str, u64> = dst_spaces.iter().map(|(id, n)| (n.as_str(), *id)).collect();
     let mut out = String::new();
     let mut pages = 0;

@@ -5,7 +5,8 @@
 //!   password and must never reach a log), and connecting with a timeout;
 //! * error descriptions without passwords, and the server's error numbers;
 //! * text-protocol statements and one-value queries;
-//! * [`server`]: which server answers (flavor and version, from `VERSION()`).
+//! * [`server`]: which server answers (flavor and version, from `VERSION()`);
+//! * InnoDB's tablespace ids and the tables they hold, from the dictionary.
 //!
 //! ```no_run
 //! # async fn f() -> anyhow::Result<()> {
@@ -26,6 +27,7 @@ pub use sqlx::mysql::MySqlConnectOptions;
 use anyhow::{anyhow, Context, Result};
 use sqlx::mysql::{MySqlConnection, MySqlRow};
 use sqlx::{ConnectOptions, Connection, Row};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -143,4 +145,28 @@ pub async fn fetch_all(conn: &mut MySqlConnection, sql: &str) -> Result<Vec<MySq
 /// Close a connection politely (COM_QUIT), ignoring errors.
 pub async fn close(conn: MySqlConnection) {
     let _ = conn.close().await;
+}
+
+/// InnoDB's tablespace id -> table name (`db/table`, as the dictionary
+/// spells it) for every file-per-table tablespace, read from the dictionary
+/// on disk, not from the open-table cache: a freshly restarted server has
+/// opened none of its tables. `INNODB_TABLES` on MySQL 8.0 and later,
+/// `INNODB_SYS_TABLES` on MariaDB and MySQL 5.7.
+pub async fn innodb_tablespaces(conn: &mut MySqlConnection) -> Result<HashMap<u64, String>> {
+    let rows = match fetch_all(conn, "SELECT SPACE, NAME FROM information_schema.INNODB_TABLES WHERE SPACE <> 0").await
+    {
+        Ok(r) => r,
+        Err(_) => fetch_all(conn, "SELECT SPACE, NAME FROM information_schema.INNODB_SYS_TABLES WHERE SPACE <> 0")
+            .await
+            .context("reading InnoDB's table dictionary")?,
+    };
+    let mut m = HashMap::new();
+    for r in rows {
+        if let (Some(id), Some(name)) = (col_text_at(&r, 0), col_text_at(&r, 1)) {
+            if let Ok(id) = id.parse() {
+                m.insert(id, name);
+            }
+        }
+    }
+    Ok(m)
 }
