@@ -263,6 +263,68 @@ pub fn order_stat_shift(old: &str, new: &str, z: f64) -> Option<Shift> {
     })
 }
 
+/// The ratio of two mean latencies, each from intervals of (executions,
+/// mean ms), for a transient effect (the cold volume's, paid mostly in a
+/// cell's first seconds): `new`'s mean is taken as paid, since its slow
+/// intervals are not a sample of seconds that a redraw could miss, and
+/// the interval is that of `old`'s steady mean, a percentile bootstrap
+/// over its intervals at the normal quantile `z` each side (a fixed seed:
+/// the same data gives the same interval). None under 8 intervals a side.
+pub fn transient_mean_ratio(old: &[(u64, f64)], new: &[(u64, f64)], z: f64) -> Option<Shift> {
+    if old.len() < 8 || new.len() < 8 {
+        return None;
+    }
+    let mean = |v: &[(u64, f64)]| {
+        let n: f64 = v.iter().map(|x| x.0 as f64).sum();
+        (n > 0.0).then(|| v.iter().map(|x| x.0 as f64 * x.1).sum::<f64>() / n)
+    };
+    let (mo, mn) = (mean(old)?.max(1e-9), mean(new)?);
+    // splitmix64
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut x = state;
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    };
+    const B: usize = 20_000;
+    let mut means: Vec<f64> = (0..B)
+        .map(|_| {
+            let (mut n, mut w) = (0.0, 0.0);
+            for _ in 0..old.len() {
+                let x = old[(next() % old.len() as u64) as usize];
+                n += x.0 as f64;
+                w += x.0 as f64 * x.1;
+            }
+            (w / n.max(1.0)).max(1e-9)
+        })
+        .collect();
+    means.sort_by(|a, b| a.total_cmp(b));
+    let tail = (1.0 - normal_cdf(z)).clamp(0.0, 0.5);
+    let k = ((tail * B as f64).floor() as usize).min(B - 1);
+    Some(Shift {
+        ratio: mn / mo,
+        lo: mn / means[B - 1 - k],
+        hi: mn / means[k],
+        samples: (old.len() as u64, new.len() as u64),
+        method: "mean latency as paid over the cell, against a bootstrap of the steady cell's mean".into(),
+    })
+}
+
+/// Standard normal CDF (Abramowitz-Stegun 26.2.17, error under 7.5e-8).
+fn normal_cdf(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.231_641_9 * x.abs());
+    let poly =
+        t * (0.319_381_530 + t * (-0.356_563_782 + t * (1.781_477_937 + t * (-1.821_255_978 + t * 1.330_274_429))));
+    let tail = (-x * x / 2.0).exp() / (2.0 * std::f64::consts::PI).sqrt() * poly;
+    if x >= 0.0 {
+        1.0 - tail
+    } else {
+        tail
+    }
+}
+
 /// A transaction's per-second p99s in a phase (seconds it ran in).
 pub(crate) fn seconds_of(r: &Report, phase: &str, txn: &str) -> Vec<f64> {
     r.timeline
@@ -444,6 +506,28 @@ pub fn table(c: &Comparison) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transient_mean_effect_is_bounded_by_the_steady_side_s_bootstrap() {
+        assert!((normal_cdf(1.96) - 0.975).abs() < 1e-4 && (normal_cdf(-1.0) - 0.158_655).abs() < 1e-4);
+        let old: Vec<(u64, f64)> = (0..15).map(|i| (20, 1.0 + (i % 3) as f64 * 0.05)).collect();
+        // Cold at first, warming over the phase.
+        let new: Vec<(u64, f64)> = (0..15).map(|i| (20, 1.1 + 50.0 * (-(i as f64) / 3.0).exp())).collect();
+        let s = transient_mean_ratio(&old, &new, 3.0).unwrap();
+        assert!(s.ratio > 10.0 && s.ratio < 13.0, "{s:?}");
+        assert!(s.lo > 1.3 && s.lo < s.ratio && s.hi > s.ratio, "{s:?}");
+        // Three slow intervals of fifteen, as paid, are a penalty too.
+        let spike: Vec<(u64, f64)> = (0..15).map(|i| (20, if i < 3 { 50.0 } else { 1.1 })).collect();
+        assert!(transient_mean_ratio(&old, &spike, 3.0).unwrap().lo > 1.3);
+        // The same data both sides: the interval holds 1; a noisy steady
+        // side widens it.
+        let same = transient_mean_ratio(&old, &old, 3.0).unwrap();
+        assert!(same.lo < 1.0 && same.hi > 1.0 && (same.ratio - 1.0).abs() < 1e-9, "{same:?}");
+        let noisy: Vec<(u64, f64)> = (0..15).map(|i| (20, if i % 5 == 0 { 4.0 } else { 1.0 })).collect();
+        let n = transient_mean_ratio(&noisy, &old, 3.0).unwrap();
+        assert!(n.hi / n.lo > same.hi / same.lo, "{n:?} {same:?}");
+        assert!(transient_mean_ratio(&old[..7], &new, 3.0).is_none());
+    }
     use crate::report::{Phase, TxnRow};
     use coldswap_client::stats::Kind;
 

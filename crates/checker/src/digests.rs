@@ -367,9 +367,113 @@ pub fn top_between(before: &Totals, after: &Totals, names: &Namer, limit: usize)
         .collect()
 }
 
+/// One statement over a phase, from readings of the digest table taken
+/// about a second apart: its executions, its mean latency, and the mean
+/// latency of each interval it ran in (the samples a version effect is
+/// estimated from, as the per-second p99s are for a transaction).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StatementSeries {
+    /// The statement's text, normalised ([`normalize`]): the key that
+    /// matches it between two versions, whose digests may differ.
+    pub key: String,
+    /// The server's digest text.
+    pub digest_text: String,
+    /// The mix transaction or background job that issues it, if known.
+    pub transaction: Option<String>,
+    /// Executions over the phase.
+    pub executions: u64,
+    /// Mean latency over the phase, ms.
+    pub mean_ms: f64,
+    /// Each interval between readings it ran in: (executions, mean
+    /// latency ms).
+    pub intervals: Vec<(u64, f64)>,
+}
+
+/// The statements of a phase from its readings, in order (see
+/// [`StatementSeries`]). Digests whose text normalises alike (a statement
+/// sent as text and prepared) are one statement. A count that fell (a
+/// reset, an eviction, a restart) counts from zero.
+pub fn series(readings: &[Totals], names: &Namer) -> Vec<StatementSeries> {
+    let mut by_key: HashMap<String, StatementSeries> = HashMap::new();
+    let mut interval: HashMap<String, (f64, f64)> = HashMap::new();
+    for w in readings.windows(2) {
+        interval.clear();
+        for (k, (text, n, _, wait)) in &w[1].0 {
+            let (bn, bw) = match w[0].0.get(k) {
+                Some((_, bn, _, bw)) if bn <= n => (*bn, *bw),
+                _ => (0.0, 0.0),
+            };
+            if n - bn <= 0.0 {
+                continue;
+            }
+            let key = normalize(text);
+            let e = by_key.entry(key.clone()).or_insert_with(|| StatementSeries {
+                key: key.clone(),
+                digest_text: text.clone(),
+                transaction: names.name(&k.1, text),
+                executions: 0,
+                mean_ms: 0.0,
+                intervals: vec![],
+            });
+            e.executions += (n - bn) as u64;
+            // mean_ms holds the total wait (ms) until the end.
+            e.mean_ms += (wait - bw) / 1e9;
+            let x = interval.entry(key).or_insert((0.0, 0.0));
+            x.0 += n - bn;
+            x.1 += (wait - bw) / 1e9;
+        }
+        for (key, (n, ms)) in &interval {
+            if let Some(e) = by_key.get_mut(key) {
+                e.intervals.push((*n as u64, ms / n));
+            }
+        }
+    }
+    let mut out: Vec<StatementSeries> = by_key
+        .into_values()
+        .map(|mut e| {
+            e.mean_ms /= e.executions.max(1) as f64;
+            e
+        })
+        .collect();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_phase_s_statements_are_their_intervals() {
+        // (digest, text, count, wait ms) per reading.
+        let t = |v: &[(&str, &str, f64, f64)]| {
+            Totals(
+                v.iter()
+                    .map(|(d, x, n, ms)| (("api".into(), d.to_string()), (x.to_string(), *n, 0.0, ms * 1e9)))
+                    .collect(),
+            )
+        };
+        let readings = vec![
+            t(&[("a", "SELECT `x` FROM `t` WHERE `id` = ?", 10.0, 10.0)]),
+            // a: 10 more at 2 ms; b (the same statement, prepared) 10 at 4 ms.
+            t(&[
+                ("a", "SELECT `x` FROM `t` WHERE `id` = ?", 20.0, 30.0),
+                ("b", "select x from t where id = ?", 10.0, 40.0),
+            ]),
+            // A restart: a counts from zero, 5 at 1 ms; b did not run.
+            t(&[("a", "SELECT `x` FROM `t` WHERE `id` = ?", 5.0, 5.0)]),
+            // Nothing ran.
+            t(&[("a", "SELECT `x` FROM `t` WHERE `id` = ?", 5.0, 5.0)]),
+        ];
+        let s = series(&readings, &Namer::default());
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s[0].executions, 25);
+        assert!((s[0].mean_ms - 65.0 / 25.0).abs() < 1e-9);
+        assert_eq!(s[0].intervals.len(), 2);
+        assert!((s[0].intervals[0].1 - 3.0).abs() < 1e-9 && (s[0].intervals[1].1 - 1.0).abs() < 1e-9);
+        assert_eq!((s[0].intervals[0].0, s[0].intervals[1].0), (20, 5));
+        assert!(series(&readings[..1], &Namer::default()).is_empty());
+    }
 
     #[test]
     fn phases_are_differences_of_totals() {

@@ -15,10 +15,21 @@
 //! phase p99s compared through their HDR histograms' order statistics.
 //! Each falls back on the other method where its own lacks data (under 8
 //! seconds a side; no histogram).
+//!
+//! Per statement digest, from the server's digest table read about once a
+//! second in each cell: executions and mean latency per cell (the digest
+//! table keeps no percentiles on MariaDB), the version effect as the
+//! Hodges-Lehmann shift of the per-interval means, the transient cold
+//! effect as the ratio of the cells' means, the cold cell's as paid, the
+//! interval from a bootstrap of the warm cell's; in the same Bonferroni
+//! family as the transactions'.
 
 use serde::{Deserialize, Serialize};
 
-use crate::compare::{normal_quantile, order_stat_shift, per_second_shift, seconds_of, Shift};
+use std::collections::BTreeMap;
+
+use crate::compare::{normal_quantile, order_stat_shift, per_second_shift, seconds_of, transient_mean_ratio, Shift};
+use crate::digests::StatementSeries;
 use crate::report::Report;
 use coldswap_client::stats::Kind;
 
@@ -72,11 +83,114 @@ pub struct Matrix {
     pub confidence_pct: f64,
     /// Every transaction with enough requests in the cells.
     pub rows: Vec<Row>,
+    /// Every statement digest with enough executions in the warm cells.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<StatementRow>,
     /// Plans and settings of the two versions, compared on the primary and
     /// the upgraded replica before the switchover (results are compared by
     /// `coldswap version-diff`, on servers nothing writes to).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versions: Option<crate::versions::VersionDiff>,
+}
+
+/// One statement in one cell, from the digest table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatementCell {
+    /// Executions.
+    pub executions: u64,
+    /// Mean latency, ms.
+    pub mean_ms: f64,
+}
+
+/// One statement digest across the cells.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatementRow {
+    /// The server's digest text (the from-version's).
+    pub statement: String,
+    /// The transaction or background job that issues it, if known.
+    pub transaction: Option<String>,
+    /// From-version, warm.
+    pub from_warm: Option<StatementCell>,
+    /// From-version, cold.
+    pub from_cold: Option<StatementCell>,
+    /// To-version, cold.
+    pub to_cold: Option<StatementCell>,
+    /// To-version, warm.
+    pub to_warm: Option<StatementCell>,
+    /// to_warm / from_warm mean latency, with its interval.
+    pub version_effect: Option<Shift>,
+    /// to_cold / to_warm mean latency, with its interval.
+    pub cold_effect: Option<Shift>,
+    /// As a transaction's.
+    pub verdict: String,
+}
+
+fn verdict(version: &Option<Shift>, cold: &Option<Shift>, bound: f64) -> &'static str {
+    let called = |s: &Option<Shift>| s.as_ref().map(|s| s.lo > bound);
+    match (called(version), called(cold)) {
+        (Some(true), Some(true)) => "both",
+        (Some(true), _) => "version regression",
+        (_, Some(true)) => "cold penalty",
+        (Some(false), Some(false)) => "neither",
+        _ => "not enough data",
+    }
+}
+
+/// Executions a statement needs in a cell: `min`, or at most 5 for a
+/// background job's (it runs about once a second), as for transactions.
+fn statement_min(s: &StatementSeries, background: &[String], min: u64) -> u64 {
+    match &s.transaction {
+        Some(t) if background.contains(t) => min.min(5),
+        _ => min,
+    }
+}
+
+/// The statement rows: every statement the from-version ran often enough
+/// warm, matched across cells by normalised text, most time first.
+fn statement_rows(
+    cells: &BTreeMap<String, Vec<StatementSeries>>,
+    background: &[String],
+    bound: f64,
+    z: f64,
+    min: u64,
+) -> Vec<StatementRow> {
+    let find = |phase: &str, key: &str| cells.get(phase).and_then(|v| v.iter().find(|s| s.key == key));
+    let enough = |s: &&StatementSeries| s.executions >= statement_min(s, background, min);
+    let cell = |phase: &str, key: &str| {
+        find(phase, key).filter(enough).map(|s| StatementCell { executions: s.executions, mean_ms: s.mean_ms })
+    };
+    let effect = |old: &str, new: &str, key: &str, transient: bool| {
+        let (a, b) = (find(old, key).filter(enough)?, find(new, key).filter(enough)?);
+        if transient {
+            transient_mean_ratio(&a.intervals, &b.intervals, z)
+        } else {
+            let means = |s: &StatementSeries| s.intervals.iter().map(|x| x.1).collect::<Vec<f64>>();
+            per_second_shift(&means(a), &means(b), z).map(|mut s| {
+                s.method = "per-interval mean latencies (digest table), Hodges-Lehmann shift".into();
+                s
+            })
+        }
+    };
+    let mut base: Vec<&StatementSeries> =
+        cells.get(FROM_WARM).map(|v| v.iter().filter(enough).collect()).unwrap_or_default();
+    base.sort_by(|a, b| (b.mean_ms * b.executions as f64).total_cmp(&(a.mean_ms * a.executions as f64)));
+    base.into_iter()
+        .map(|s| {
+            let version_effect = effect(FROM_WARM, TO_WARM, &s.key, false);
+            let cold_effect = effect(TO_WARM, TO_COLD, &s.key, true);
+            StatementRow {
+                statement: s.digest_text.clone(),
+                transaction: s.transaction.clone(),
+                from_warm: cell(FROM_WARM, &s.key),
+                from_cold: cell(FROM_COLD, &s.key),
+                to_cold: cell(TO_COLD, &s.key),
+                to_warm: cell(TO_WARM, &s.key),
+                verdict: verdict(&version_effect, &cold_effect, bound).into(),
+                version_effect,
+                cold_effect,
+            }
+        })
+        .collect()
 }
 
 fn cell(r: &Report, phase: &str, txn: &str, min: u64) -> Option<Cell> {
@@ -104,7 +218,15 @@ fn effect(r: &Report, old: &str, new: &str, txn: &str, z: f64, min: u64, transie
 
 /// The matrix of a drill that ran the four cells (None when it did not:
 /// no `from_cold` phase). `min` requests per cell, as the thresholds'.
-pub fn compute(r: &Report, bound: f64, confidence_pct: f64, min: u64) -> Option<Matrix> {
+/// `statements`: each cell's statement digests, by phase name (empty:
+/// transactions only).
+pub fn compute(
+    r: &Report,
+    bound: f64,
+    confidence_pct: f64,
+    min: u64,
+    statements: &BTreeMap<String, Vec<StatementSeries>>,
+) -> Option<Matrix> {
     r.phase(FROM_COLD)?;
     let base = r.phase(FROM_WARM)?;
     // Background jobs run about once a second: fewer runs make a cell.
@@ -113,20 +235,19 @@ pub fn compute(r: &Report, bound: f64, confidence_pct: f64, min: u64) -> Option<
         .iter()
         .map(|t| (t.name.clone(), if t.kind == Kind::Transaction { min } else { min.min(5) }))
         .collect();
-    let deltas = (2 * names.len()).max(1) as f64;
+    let background: Vec<String> =
+        base.transactions.iter().filter(|t| t.kind != Kind::Transaction).map(|t| t.name.clone()).collect();
+    let measured = statements
+        .get(FROM_WARM)
+        .map(|v| v.iter().filter(|s| s.executions >= statement_min(s, &background, min)).count())
+        .unwrap_or(0);
+    let deltas = (2 * (names.len() + measured)).max(1) as f64;
     let z = normal_quantile(1.0 - (1.0 - confidence_pct / 100.0) / deltas);
     let mut rows = Vec::new();
     for (n, min) in names {
         let version_effect = effect(r, FROM_WARM, TO_WARM, &n, z, min, false);
         let cold_effect = effect(r, TO_WARM, TO_COLD, &n, z, min, true);
-        let called = |s: &Option<Shift>| s.as_ref().map(|s| s.lo > bound);
-        let verdict = match (called(&version_effect), called(&cold_effect)) {
-            (Some(true), Some(true)) => "both",
-            (Some(true), _) => "version regression",
-            (_, Some(true)) => "cold penalty",
-            (Some(false), Some(false)) => "neither",
-            _ => "not enough data",
-        };
+        let verdict = verdict(&version_effect, &cold_effect, bound);
         rows.push(Row {
             from_warm: cell(r, FROM_WARM, &n, min),
             from_cold: cell(r, FROM_COLD, &n, min),
@@ -138,12 +259,31 @@ pub fn compute(r: &Report, bound: f64, confidence_pct: f64, min: u64) -> Option<
             verdict: verdict.into(),
         });
     }
-    Some(Matrix { bound, confidence_pct, rows, versions: None })
+    let statements = statement_rows(statements, &background, bound, z, min);
+    Some(Matrix { bound, confidence_pct, rows, statements, versions: None })
 }
 
 fn cell_text(x: &Option<Cell>) -> String {
     x.as_ref().map(|c| format!("{:.1} / {:.1}", c.p50_ms, c.p99_ms)).unwrap_or("-".into())
 }
+
+fn stmt_cell_text(x: &Option<StatementCell>) -> String {
+    x.as_ref().map(|c| format!("{:.2} ({})", c.mean_ms, c.executions)).unwrap_or("-".into())
+}
+
+/// A statement's text cut for a table cell, with who issues it.
+fn stmt_text(r: &StatementRow) -> String {
+    let mut t: String = r.statement.chars().take(90).collect();
+    if t.len() < r.statement.len() {
+        t.push_str("...");
+    }
+    match &r.transaction {
+        Some(n) => format!("{n}: {t}"),
+        None => t,
+    }
+}
+
+const STATEMENTS_NOTE: &str = "Per statement digest: mean ms (executions) per cell, from the server's digest table read about once a second (it keeps no percentiles on MariaDB). Effects are ratios of mean latency: the version effect the shift of the typical interval, the cold effect the cold cell's mean as paid against the warm cell's, each with its interval.";
 
 fn effect_text(x: &Option<Shift>) -> String {
     x.as_ref().map(|s| s.describe()).unwrap_or("-".into())
@@ -169,6 +309,25 @@ pub fn markdown(m: &Matrix) -> String {
             e(&r.cold_effect),
             r.verdict
         ));
+    }
+    if !m.statements.is_empty() {
+        let s = stmt_cell_text;
+        o.push_str(&format!(
+            "\n{STATEMENTS_NOTE}\n\n| statement | from warm | from cold | to cold | to warm | version (to/from warm) | cold (to cold/warm) | verdict |\n|---|---|---|---|---|---|---|---|\n"
+        ));
+        for r in &m.statements {
+            o.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                stmt_text(r).replace('|', "\\|"),
+                s(&r.from_warm),
+                s(&r.from_cold),
+                s(&r.to_cold),
+                s(&r.to_warm),
+                e(&r.version_effect),
+                e(&r.cold_effect),
+                r.verdict
+            ));
+        }
     }
     if let Some(v) = &m.versions {
         o.push_str(&format!("\n{}\n", changes_text(m, v)));
@@ -227,6 +386,26 @@ pub fn html(m: &Matrix) -> String {
         ));
     }
     o.push_str("</table>");
+    if !m.statements.is_empty() {
+        let s = stmt_cell_text;
+        o.push_str(&format!(
+            "<p>{STATEMENTS_NOTE}</p><table><tr><th>statement</th><th>from warm</th><th>from cold</th><th>to cold</th><th>to warm</th><th>version (to/from warm)</th><th>cold (to cold/warm)</th><th>verdict</th></tr>"
+        ));
+        for r in &m.statements {
+            o.push_str(&format!(
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&stmt_text(r)),
+                s(&r.from_warm),
+                s(&r.from_cold),
+                s(&r.to_cold),
+                s(&r.to_warm),
+                e(&r.version_effect),
+                e(&r.cold_effect),
+                esc(&r.verdict)
+            ));
+        }
+        o.push_str("</table>");
+    }
     if let Some(v) = &m.versions {
         o.push_str(&format!("<pre>{}</pre>", esc(&changes_text(m, v))));
     }
@@ -310,8 +489,39 @@ mod tests {
             r.phases.push(phase(name, levels));
             seconds(&mut r, name, levels);
         }
-        let m = compute(&r, 1.3, 95.0, 20).unwrap();
+        // The same shapes per statement, as the digest table's per-interval means.
+        let stmts: BTreeMap<String, Vec<StatementSeries>> = cells
+            .iter()
+            .map(|(name, levels)| {
+                let v = levels
+                    .iter()
+                    .map(|(n, ms)| StatementSeries {
+                        key: format!("select{n}"),
+                        digest_text: format!("SELECT {n}"),
+                        transaction: Some(n.to_string()),
+                        executions: 200,
+                        mean_ms: *ms,
+                        intervals: (0..20u64)
+                            .map(|t| (10, ms * (1.0 + 0.05 * (((t * 7919) % 11) as f64 / 10.0 - 0.5))))
+                            .collect(),
+                    })
+                    .collect();
+                (name.to_string(), v)
+            })
+            .collect();
+        let m = compute(&r, 1.3, 95.0, 20, &stmts).unwrap();
         let v = |n: &str| m.rows.iter().find(|x| x.transaction == n).unwrap().verdict.clone();
+        let sv = |n: &str| m.statements.iter().find(|x| x.statement == format!("SELECT {n}")).unwrap().verdict.clone();
+        assert_eq!(
+            (sv("plan").as_str(), sv("scan").as_str(), sv("point").as_str()),
+            ("both", "cold penalty", "neither")
+        );
+        // Most time first; a statement too rare in the warm cell has no row.
+        assert_eq!(m.statements[0].statement, "SELECT scan");
+        let mut few = stmts.clone();
+        few.get_mut(FROM_WARM).unwrap()[2].executions = 5;
+        assert_eq!(compute(&r, 1.3, 95.0, 20, &few).unwrap().statements.len(), 2);
+        assert!(markdown(&m).contains("| point: SELECT point | 1.00 (200) |"), "{}", markdown(&m));
         assert_eq!(v("plan"), "both");
         assert_eq!(v("scan"), "cold penalty");
         assert_eq!(v("point"), "neither");
@@ -320,6 +530,6 @@ mod tests {
         assert!(markdown(&m).contains("| scan |"));
         // Without the from-cold cell there is no matrix.
         r.phases.retain(|p| p.name != FROM_COLD);
-        assert!(compute(&r, 1.3, 95.0, 20).is_none());
+        assert!(compute(&r, 1.3, 95.0, 20, &stmts).is_none());
     }
 }

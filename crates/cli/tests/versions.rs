@@ -214,6 +214,17 @@ async fn the_matrix_tells_a_planted_version_regression_from_the_cold_penalty() {
     assert!(ls.verdict == "version regression" || ls.verdict == "both", "{ls:?}");
     let scan = row("notify_schedules");
     assert!(scan.verdict == "cold penalty" || scan.verdict == "both", "{scan:?}");
+    // The same per statement digest, from the digest table's readings.
+    let stmt = |n: &str| {
+        m.statements
+            .iter()
+            .find(|x| x.transaction.as_deref() == Some(n))
+            .unwrap_or_else(|| panic!("no statement of {n}"))
+    };
+    let ls = stmt("list_schedules");
+    assert!(ls.verdict == "version regression" || ls.verdict == "both", "{ls:?}");
+    let scan = stmt("notify_schedules");
+    assert!(scan.verdict == "cold penalty" || scan.verdict == "both", "{scan:?}");
     // Beside the effects: the plan that changed, and the defaults the major version changed.
     let v = m.versions.as_ref().expect("plans and settings compared");
     let plan = v.statements.iter().find(|s| s.transaction == "list_schedules").unwrap();

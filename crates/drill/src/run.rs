@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use crate::config::DrillConfig;
 use crate::external::Target;
 pub use crate::state::Stopped;
-use crate::state::{cold_phase_wait, lint_and_learn, load_config, phase_log, sleep_or_signal, step, State};
+use crate::state::{
+    cold_phase_wait, lint_and_learn, load_config, phase_log, sleep_or_signal, step, DigestSampler, State,
+};
 
 /// What a finished (or interrupted) drill leaves.
 pub struct Outcome {
@@ -124,6 +126,8 @@ pub async fn run(cfg: DrillConfig, source: Option<(&Path, &str)>) -> Result<Outc
         invariants: serde_json::Value::Null,
         from_cold: serde_json::Value::Null,
         versions: None,
+        statements: Default::default(),
+        digest_sampler: None,
         cfg,
     };
     let body = match external.as_mut() {
@@ -188,12 +192,32 @@ async fn drive(st: &mut State) -> Result<()> {
     let mut c = cluster.admin(p).await?;
     digests::reset(&mut c).await?;
     coldswap_sql::close(c).await;
-    // The matrix's fourth cell: the from-version on a fresh restore, then
-    // warmed by the same technique the new primary gets.
-    let matrix = cfg.matrix.enabled;
-    let mut from_vol = None;
-    if matrix {
+    st.recorder.phase("baseline");
+    let l2 = load.clone();
+    st.load_task = Some(tokio::spawn(async move { l2.run().await }));
+    if cfg.queue.enabled {
+        let q = Arc::new(coldswap_client::queue::Queue::through(load.tier(), cfg.queue.clone(), st.recorder.clone()));
+        st.queue = Some(q.clone());
+        st.queue_task = Some(tokio::spawn(async move { q.run().await }));
+    }
+    let cluster = st.cluster.as_mut().unwrap();
+    phase_log(
+        "baseline",
+        &format!("{} s against the warm primary {}", st.dur.baseline.as_secs(), cluster.node(p).name),
+    );
+    cell_start(st, p);
+    sleep_or_signal(st.dur.baseline).await?;
+    cell_end(st, "baseline").await;
+    collect_digests(st, "baseline", p).await;
+
+    // The matrix's fourth cell, after the warm baseline (so the baseline
+    // never runs on a pool a cold phase left half-filled): the from-version
+    // restarted on a fresh restore under the same load, then warmed by the
+    // technique the new primary gets. The restart's own errors fall in
+    // "from_restore", outside every cell.
+    if cfg.matrix.enabled {
         let ccfg = cfg.cold_config()?;
+        st.recorder.phase("from_restore");
         let cluster = st.cluster.as_mut().unwrap();
         phase_log(
             "from_cold",
@@ -202,19 +226,12 @@ async fn drive(st: &mut State) -> Result<()> {
         let t = Instant::now();
         let vol = signals::interruptible(cold::make_cold(cluster, p, &ccfg, true)).await?;
         step(&mut st.steps, "from_cold_restore", t);
-        from_vol = Some((vol.counters(), vol));
-    }
-    st.recorder.phase(if matrix { "from_cold" } else { "baseline" });
-    let l2 = load.clone();
-    st.load_task = Some(tokio::spawn(async move { l2.run().await }));
-    if cfg.queue.enabled {
-        let q = Arc::new(coldswap_client::queue::Queue::through(load.tier(), cfg.queue.clone(), st.recorder.clone()));
-        st.queue = Some(q.clone());
-        st.queue_task = Some(tokio::spawn(async move { q.run().await }));
-    }
-    if let Some((c0, vol)) = from_vol {
+        let c0 = vol.counters();
+        st.recorder.phase("from_cold");
         phase_log("from_cold", &format!("{} s against the cold primary (from-version)", st.dur.cold.as_secs()));
+        cell_start(st, p);
         sleep_or_signal(st.dur.cold).await?;
+        cell_end(st, "from_cold").await;
         collect_digests(st, "from_cold", p).await;
         let counters = vol.counters().since(&c0);
         st.recorder.phase("from_warmup");
@@ -226,19 +243,7 @@ async fn drive(st: &mut State) -> Result<()> {
         let rep = signals::interruptible(warm::warm(st.cluster.as_ref().unwrap(), p, technique, &inputs)).await?;
         step(&mut st.steps, "from_warmup", t);
         st.from_cold = serde_json::json!({"counters": counters, "warmup": rep});
-        if let Ok(mut c) = st.cluster.as_ref().unwrap().admin(p).await {
-            let _ = digests::reset(&mut c).await;
-            coldswap_sql::close(c).await;
-        }
-        st.recorder.phase("baseline");
     }
-    let cluster = st.cluster.as_mut().unwrap();
-    phase_log(
-        "baseline",
-        &format!("{} s against the warm primary {}", st.dur.baseline.as_secs(), cluster.node(p).name),
-    );
-    sleep_or_signal(st.dur.baseline).await?;
-    collect_digests(st, "baseline", p).await;
 
     // 3. Upgrade the replica while the load runs on the primary.
     st.recorder.phase("upgrade");
@@ -455,7 +460,9 @@ async fn drive(st: &mut State) -> Result<()> {
         "cold",
         &format!("{} s against the cold new primary {}", st.dur.cold.as_secs(), st.switchover.new_primary),
     );
+    cell_start(st, newp);
     cold_phase_wait(st, &load, cold_start).await?;
+    cell_end(st, "cold").await;
     let now = vol.counters();
     let dc = now.since(&c0);
     let dr = now.since(&since_restore);
@@ -503,7 +510,9 @@ async fn drive(st: &mut State) -> Result<()> {
     }
     st.recorder.phase("warm");
     phase_log("warm", &format!("{} s after the warm-up", st.dur.warm.as_secs()));
+    cell_start(st, newp);
     sleep_or_signal(st.dur.warm).await?;
+    cell_end(st, "warm").await;
     collect_digests(st, "warm", newp).await;
     st.recorder.phase("end");
     Ok(())
@@ -588,6 +597,21 @@ async fn wait_for_lag(cluster: &Cluster, r: usize, max_lag: f64, limit: Duration
             }
             Err(e) => return Err(anyhow::Error::from(e).context("while waiting for the cold replica")),
         }
+    }
+}
+
+/// A matrix cell starts on `node`: read its digest table through it.
+fn cell_start(st: &mut State, node: usize) {
+    if let (true, Some(c)) = (st.cfg.matrix.enabled, st.cluster.as_ref()) {
+        st.digest_sampler = Some(DigestSampler::start(c.admin_options(node), st.mix.database.clone()));
+    }
+}
+
+/// The cell ends: its statements from the readings.
+async fn cell_end(st: &mut State, phase: &str) {
+    if let Some(s) = st.digest_sampler.take() {
+        let readings = s.finish().await;
+        st.statements.insert(phase.to_string(), digests::series(&readings, &st.names));
     }
 }
 
@@ -786,6 +810,7 @@ async fn finish(mut st: State, body: Result<()>, mut external: Option<&mut Targe
             bound,
             st.cfg.matrix.confidence_pct,
             st.cfg.thresholds.min_samples,
+            &st.statements,
         );
         if let Some(m) = report.matrix.as_mut() {
             m.versions = st.versions.clone();

@@ -74,6 +74,68 @@ pub(crate) struct State {
     pub(crate) from_cold: serde_json::Value,
     /// The matrix's plans and settings of both versions.
     pub(crate) versions: Option<coldswap_checker::versions::VersionDiff>,
+    /// The matrix's statement digests per cell (phase name).
+    pub(crate) statements: std::collections::BTreeMap<String, Vec<digests::StatementSeries>>,
+    /// Reading the digest table through the current matrix cell.
+    pub(crate) digest_sampler: Option<DigestSampler>,
+}
+
+/// Readings of a server's digest table about once a second, from
+/// [`DigestSampler::start`] to [`DigestSampler::finish`]: the samples of
+/// the matrix's statement cells. A reading that fails (the server
+/// restarting) is skipped and the connection made again; dropped, it stops.
+pub(crate) struct DigestSampler {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Vec<digests::Totals>>,
+}
+
+impl DigestSampler {
+    pub(crate) fn start(opts: sqlx::mysql::MySqlConnectOptions, schema: String) -> DigestSampler {
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut out = Vec::new();
+            let mut conn: Option<sqlx::MySqlConnection> = None;
+            let mut stopping = false;
+            loop {
+                if conn.is_none() {
+                    conn = coldswap_sql::connect(&opts, Duration::from_secs(5)).await.ok();
+                }
+                if let Some(c) = conn.as_mut() {
+                    match digests::totals(c, &[schema.as_str()]).await {
+                        Ok(t) => out.push(t),
+                        Err(_) => conn = None,
+                    }
+                }
+                if stopping {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    // One last reading at the end of the cell.
+                    _ = &mut rx => stopping = true,
+                }
+            }
+            if let Some(c) = conn {
+                coldswap_sql::close(c).await;
+            }
+            out
+        });
+        DigestSampler { stop: Some(tx), task }
+    }
+
+    /// The readings, the last one taken now.
+    pub(crate) async fn finish(mut self) -> Vec<digests::Totals> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task).await.unwrap_or_default()
+    }
+}
+
+impl Drop for DigestSampler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 pub(crate) async fn sleep_or_signal(d: Duration) -> Result<()> {
