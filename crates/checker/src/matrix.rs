@@ -1,8 +1,10 @@
 //! The matrix (issue 21): the version effect apart from the cold effect.
 //! One drill measures four cells at one rate on one dataset: the
 //! from-version cold (`from_cold`: the primary restarted on a fresh
-//! restore) and warm (`baseline`), the to-version cold (`cold`: right after
-//! the switchover) and warm (`warm`: after the warm-up). Per transaction:
+//! restore after the baseline) and warm (`from_warm`: after a warm-up),
+//! the to-version cold (`cold`: right after the switchover) and warm
+//! (`warm`: after the same warm-up). Both warm cells have the same storage
+//! history, a restore then a warm-up. Per transaction:
 //! * the version effect, to-warm p99 over from-warm p99;
 //! * the cold effect, to-cold p99 over to-warm p99;
 //!
@@ -33,8 +35,9 @@ use crate::digests::StatementSeries;
 use crate::report::Report;
 use coldswap_client::stats::Kind;
 
-/// The phases that are the cells.
-pub const FROM_WARM: &str = "baseline";
+/// The phases that are the cells: the from-version warm (after the same
+/// restore and warm-up as the to-version's).
+pub const FROM_WARM: &str = "from_warm";
 /// The from-version on a fresh restore.
 pub const FROM_COLD: &str = "from_cold";
 /// The to-version right after the switchover.
@@ -87,8 +90,8 @@ pub struct Matrix {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub statements: Vec<StatementRow>,
     /// Plans and settings of the two versions, compared on the primary and
-    /// the upgraded replica before the switchover (results are compared by
-    /// `coldswap version-diff`, on servers nothing writes to).
+    /// the upgraded replica before the switchover; results after the load,
+    /// the old primary demoted and caught up with the new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versions: Option<crate::versions::VersionDiff>,
 }
@@ -355,6 +358,14 @@ fn changes_text(m: &Matrix, v: &crate::versions::VersionDiff) -> String {
             .map(|e| format!(" (version effect {})", e.describe()))
             .unwrap_or_default();
         o.push_str(&format!("- {}{eff}: {}: {}\n", s.transaction, s.statement, s.plan_changes.join("; ")));
+    }
+    o.push_str(&format!(
+        "\nResults: {}; {} statement(s) returned different results.\n",
+        v.results.as_deref().unwrap_or("not compared"),
+        v.result_differences
+    ));
+    for s in v.statements.iter().filter(|s| !s.result_differences.is_empty()) {
+        o.push_str(&format!("- {}: {}: {}\n", s.transaction, s.statement, s.result_differences.join("; ")));
     }
     o.push_str(&format!("\n{} setting(s) differ (from -> to):\n", v.settings.len()));
     for s in &v.settings {

@@ -72,6 +72,26 @@ pub struct VersionDiff {
     pub plan_changes: usize,
     /// Statements with a result difference.
     pub result_differences: usize,
+    /// How the results were compared, or why they were not (in a drill:
+    /// after the load, the old primary caught up with the new one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<String>,
+}
+
+impl VersionDiff {
+    /// Take the result comparison of `other` (the same mix on the same
+    /// servers' versions), keeping this one's plans and settings.
+    pub fn merge_results(&mut self, other: &VersionDiff, how: &str) {
+        for (a, b) in self.statements.iter_mut().zip(&other.statements) {
+            if a.statement == b.statement {
+                a.samples = b.samples;
+                a.result_differences = b.result_differences.clone();
+            }
+        }
+        self.result_differences = self.statements.iter().filter(|s| !s.result_differences.is_empty()).count();
+        let n: usize = self.statements.iter().map(|s| s.samples).sum();
+        self.results = Some(format!("{n} parameter draws compared {how}"));
+    }
 }
 
 /// Variables that differ per instance, not per version.
@@ -295,6 +315,7 @@ pub async fn compare(
         result_differences: statements.iter().filter(|s| !s.result_differences.is_empty()).count(),
         statements,
         settings,
+        results: None,
     })
 }
 

@@ -133,7 +133,7 @@ pub async fn warm(
             })
             .collect::<Result<Vec<_>>>()?
     };
-    let inputs = WarmInputs { dump_from, tables, parallel, dump_pct: 100 };
+    let inputs = WarmInputs { dump_from, dump: None, tables, parallel, dump_pct: 100 };
     let rep = signals::interruptible(warm::warm(&cluster, i, technique, &inputs)).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rep)?);

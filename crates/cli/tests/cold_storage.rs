@@ -122,8 +122,13 @@ async fn first_touch_penalty_and_warming() {
     );
 
     // Each warming technique, from a fresh restore.
-    let inputs =
-        WarmInputs { dump_from: Some(p), tables: vec![("api".into(), "jobs".into())], parallel: 4, dump_pct: 100 };
+    let inputs = WarmInputs {
+        dump_from: Some(p),
+        dump: None,
+        tables: vec![("api".into(), "jobs".into())],
+        parallel: 4,
+        dump_pct: 100,
+    };
     for t in [Technique::BufferPool, Technique::VolumeRead, Technique::Prefetch] {
         let vol = cold::make_cold(&mut cluster, r, &cfg, true).await.unwrap();
         assert!(vol.warm_blocks("api/jobs.ibd") < blocks / 20);

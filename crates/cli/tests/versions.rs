@@ -233,6 +233,14 @@ async fn the_matrix_tells_a_planted_version_regression_from_the_cold_penalty() {
         "plans changed: {:?}",
         v.statements.iter().filter(|s| !s.plan_changes.is_empty()).map(|s| &s.plan_changes).collect::<Vec<_>>()
     );
+    // Results, on the same data once the old primary caught up after the load.
+    let how = v.results.as_deref().unwrap_or("");
+    assert!(how.contains("compared on the same data"), "{how}");
+    assert!(plan.samples > 0, "{plan:?}");
+    eprintln!(
+        "results: {how}; differences: {:?}",
+        v.statements.iter().filter(|s| !s.result_differences.is_empty()).collect::<Vec<_>>()
+    );
     for n in ["character_set_server", "innodb_snapshot_isolation", "optimizer_switch"] {
         assert!(v.settings.iter().any(|s| s.name == n), "{n} not listed");
     }

@@ -288,7 +288,9 @@ impl Cluster {
         Ok((outcome, steps))
     }
 
-    async fn demote(&mut self, p: usize, r: usize) -> Result<()> {
+    /// Make a former primary `p` (fenced) replicate from the primary `r`
+    /// that replaced it, and wait until it applies a fresh heartbeat.
+    pub async fn demote(&mut self, p: usize, r: usize) -> Result<()> {
         use anyhow::Context;
         self.point_replica_at(p, r, true).await.context("demoting the old primary")?;
         self.save()?;

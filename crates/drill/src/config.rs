@@ -328,11 +328,15 @@ pub struct MatrixCfg {
     /// One-sided confidence of the effects' intervals, percent (Bonferroni
     /// over the table).
     pub confidence_pct: f64,
+    /// Parameter draws per read statement whose results are compared
+    /// between the versions after the load (the old primary demoted and
+    /// caught up with the new one); 0: results not compared.
+    pub result_samples: usize,
 }
 
 impl Default for MatrixCfg {
     fn default() -> Self {
-        MatrixCfg { enabled: false, confidence_pct: 95.0 }
+        MatrixCfg { enabled: false, confidence_pct: 95.0, result_samples: 10 }
     }
 }
 

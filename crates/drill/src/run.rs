@@ -205,20 +205,28 @@ async fn drive(st: &mut State) -> Result<()> {
         "baseline",
         &format!("{} s against the warm primary {}", st.dur.baseline.as_secs(), cluster.node(p).name),
     );
-    cell_start(st, p);
     sleep_or_signal(st.dur.baseline).await?;
-    cell_end(st, "baseline").await;
     collect_digests(st, "baseline", p).await;
 
-    // The matrix's fourth cell, after the warm baseline (so the baseline
-    // never runs on a pool a cold phase left half-filled): the from-version
-    // restarted on a fresh restore under the same load, then warmed by the
-    // technique the new primary gets. The restart's own errors fall in
-    // "from_restore", outside every cell.
+    // The matrix's from-version cells, after the baseline: the primary
+    // restarted on a fresh restore under the same load (the restart's own
+    // errors fall in "from_restore", outside every cell), measured cold,
+    // warmed by the technique the new primary gets (a buffer pool from its
+    // own, dumped before the restore, as the new primary gets the old
+    // one's), then measured warm: the from-warm cell has the storage
+    // history the to-warm cell will have, so the version effect compares
+    // like with like (writes to still-cold blocks included).
     if cfg.matrix.enabled {
         let ccfg = cfg.cold_config()?;
-        st.recorder.phase("from_restore");
+        let technique: Technique = cfg.warmup.technique.parse()?;
         let cluster = st.cluster.as_mut().unwrap();
+        let own = if technique == Technique::BufferPool {
+            let pct = if cfg.warmup.dump_pct == 0 { 100 } else { cfg.warmup.dump_pct };
+            Some(Arc::new(signals::interruptible(warm::buffer_pool_dump(cluster, p, pct)).await?))
+        } else {
+            None
+        };
+        st.recorder.phase("from_restore");
         phase_log(
             "from_cold",
             &format!("restarting {} on a fresh restore ({})", cluster.node(p).name, cfg.storage.describe()),
@@ -235,14 +243,23 @@ async fn drive(st: &mut State) -> Result<()> {
         collect_digests(st, "from_cold", p).await;
         let counters = vol.counters().since(&c0);
         st.recorder.phase("from_warmup");
-        let technique: Technique = cfg.warmup.technique.parse()?;
         let r = st.cluster.as_ref().unwrap().replica_index()?;
         phase_log("from_warmup", &format!("{technique} on the primary"));
         let t = Instant::now();
-        let inputs = warm_inputs(&cfg, &st.mix, r);
+        let inputs = WarmInputs { dump: own, ..warm_inputs(&cfg, &st.mix, r) };
         let rep = signals::interruptible(warm::warm(st.cluster.as_ref().unwrap(), p, technique, &inputs)).await?;
         step(&mut st.steps, "from_warmup", t);
         st.from_cold = serde_json::json!({"counters": counters, "warmup": rep});
+        if let Ok(mut c) = st.cluster.as_ref().unwrap().admin(p).await {
+            let _ = digests::reset(&mut c).await;
+            coldswap_sql::close(c).await;
+        }
+        st.recorder.phase("from_warm");
+        phase_log("from_warm", &format!("{} s after the warm-up (from-version)", st.dur.warm.as_secs()));
+        cell_start(st, p);
+        sleep_or_signal(st.dur.warm).await?;
+        cell_end(st, "from_warm").await;
+        collect_digests(st, "from_warm", p).await;
     }
 
     // 3. Upgrade the replica while the load runs on the primary.
@@ -539,6 +556,7 @@ async fn readiness(
 fn warm_inputs(cfg: &DrillConfig, mix: &Mix, from: usize) -> WarmInputs {
     WarmInputs {
         dump_from: Some(from),
+        dump: None,
         tables: mix.tables(),
         parallel: cfg.warmup.parallel,
         dump_pct: cfg.warmup.dump_pct,
@@ -598,6 +616,37 @@ async fn wait_for_lag(cluster: &Cluster, r: usize, max_lag: f64, limit: Duration
             Err(e) => return Err(anyhow::Error::from(e).context("while waiting for the cold replica")),
         }
     }
+}
+
+/// The matrix's results: with the load stopped, the old primary (the
+/// from-version, fenced at the switchover) replicates from the new one
+/// until it has every write, so both versions hold the same data; then
+/// every read statement runs on both with the same parameter draws.
+async fn results_on_the_same_data(st: &mut State) -> Result<coldswap_checker::versions::VersionDiff> {
+    let samples = st.cfg.matrix.result_samples;
+    if samples == 0 {
+        anyhow::bail!("matrix.result_samples = 0");
+    }
+    let cluster = st.cluster.as_mut().ok_or_else(|| anyhow!("no cluster"))?;
+    let newp = cluster.primary_index()?;
+    let old = (0..cluster.node_infos().len())
+        .find(|&i| i != newp && cluster.node(i).name == st.switchover.old_primary)
+        .ok_or_else(|| anyhow!("the old primary is unknown"))?;
+    signals::interruptible(async {
+        cluster.demote(old, newp).await?;
+        let app = cluster.app_options(newp);
+        let counts = coldswap_client::run::check_against(&st.mix, &app).await?;
+        let gens = coldswap_client::gen::Generators::new(st.mix.generators.clone(), counts, 0);
+        coldswap_checker::versions::compare(
+            &cluster.admin_options(old),
+            &cluster.admin_options(newp),
+            &st.mix,
+            &gens,
+            samples,
+        )
+        .await
+    })
+    .await
 }
 
 /// A matrix cell starts on `node`: read its digest table through it.
@@ -672,6 +721,23 @@ async fn finish(mut st: State, body: Result<()>, mut external: Option<&mut Targe
     st.endpoint = None;
     if let Some(t) = st.sampler.take() {
         t.abort();
+    }
+    if st.cfg.matrix.enabled && body.is_ok() && external.is_none() {
+        let t = Instant::now();
+        let how = results_on_the_same_data(&mut st).await;
+        if let Some(v) = st.versions.as_mut() {
+            match how {
+                Ok(d) => v.merge_results(
+                    &d,
+                    "on the same data: after the load, the old primary demoted and caught up with the new one",
+                ),
+                Err(e) => {
+                    tracing::warn!("results of the two versions could not be compared: {e:#}");
+                    v.results = Some(format!("not compared: {e:#}"));
+                }
+            }
+        }
+        step(&mut st.steps, "compare_results", t);
     }
     let run = st.recorder.snapshot();
     if let Some(c) = &st.cluster {

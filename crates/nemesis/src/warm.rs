@@ -77,6 +77,9 @@ pub struct WarmReport {
 pub struct WarmInputs {
     /// Node whose buffer pool is dumped for `buffer-pool` (the old primary).
     pub dump_from: Option<usize>,
+    /// A page list taken earlier, loaded instead of a dump of `dump_from`
+    /// (a node warmed with its own pool from before its restore).
+    pub dump: Option<std::sync::Arc<PoolDump>>,
     /// (database, table) pairs the mix touches, for `prefetch`.
     pub tables: Vec<(String, String)>,
     /// Parallel readers for `volume-read` and `prefetch`.
@@ -95,10 +98,17 @@ pub async fn warm(cluster: &Cluster, node: usize, technique: Technique, inputs: 
     let detail = match technique {
         Technique::None => "no warm-up".to_string(),
         Technique::BufferPool => {
-            let src = inputs.dump_from.ok_or_else(|| anyhow!("buffer-pool warm-up needs a node to dump from"))?;
             let pct = if inputs.dump_pct == 0 { 100 } else { inputs.dump_pct.min(100) };
-            let pages = buffer_pool_transfer(cluster, src, node, pct).await?;
-            format!("{pages} pages loaded from {}'s buffer pool dump ({pct} % of it)", cluster.node(src).name)
+            let dump = match &inputs.dump {
+                Some(d) => d.clone(),
+                None => {
+                    let src =
+                        inputs.dump_from.ok_or_else(|| anyhow!("buffer-pool warm-up needs a node to dump from"))?;
+                    std::sync::Arc::new(buffer_pool_dump(cluster, src, pct).await?)
+                }
+            };
+            let pages = buffer_pool_load(cluster, node, &dump).await?;
+            format!("{pages} pages loaded from {}'s buffer pool dump ({pct} % of it)", dump.from)
         }
         Technique::VolumeRead => {
             let (files, bytes) = volume_read(cluster, node, inputs.parallel.max(1)).await?;
@@ -129,6 +139,23 @@ async fn status_var(c: &mut sqlx::MySqlConnection, name: &str) -> Result<String>
 /// pages, as InnoDB dumps), translate it to `dst`'s tablespace ids, load it
 /// into `dst`. Returns the number of pages in the list.
 pub async fn buffer_pool_transfer(cluster: &Cluster, src: usize, dst: usize, dump_pct: u8) -> Result<usize> {
+    let dump = buffer_pool_dump(cluster, src, dump_pct).await?;
+    buffer_pool_load(cluster, dst, &dump).await
+}
+
+/// A buffer pool's page list, by table name (so it loads into any server
+/// holding the same tables): (tablespace name, or None for the system
+/// tablespace; page number).
+#[derive(Debug, Clone, Default)]
+pub struct PoolDump {
+    /// The server it was taken from.
+    pub from: String,
+    /// The pages, most recently used first.
+    pub pages: Vec<(Option<String>, u64)>,
+}
+
+/// Dump `dump_pct` percent of `src`'s buffer pool (as InnoDB does).
+pub async fn buffer_pool_dump(cluster: &Cluster, src: usize, dump_pct: u8) -> Result<PoolDump> {
     let mut s = cluster.admin(src).await?;
     sql::exec(&mut s, &format!("SET GLOBAL innodb_buffer_pool_dump_pct = {}", dump_pct.clamp(1, 100))).await?;
     // As for the load below: a completion other than the last one seen.
@@ -154,18 +181,35 @@ pub async fn buffer_pool_transfer(cluster: &Cluster, src: usize, dst: usize, dum
         &cluster.files()?.read(cluster.node(src), "ib_buffer_pool").await.context("reading the buffer pool dump")?,
     )
     .to_string();
+    let mut pages = Vec::new();
+    for line in dump.lines() {
+        let Some((sp, pg)) = line.split_once(',') else { continue };
+        let (Ok(sp), Ok(pg)) = (sp.trim().parse::<u64>(), pg.trim().parse::<u64>()) else { continue };
+        // System tablespace (0) keeps its id; others go by name.
+        if sp == 0 {
+            pages.push((None, pg));
+        } else if let Some(n) = src_spaces.get(&sp) {
+            pages.push((Some(n.clone()), pg));
+        }
+    }
+    Ok(PoolDump { from: cluster.node(src).name.clone(), pages })
+}
+
+/// Load a page list into `dst`'s buffer pool (tables it lacks are
+/// skipped). Returns the number of pages in the list it loaded.
+pub async fn buffer_pool_load(cluster: &Cluster, dst: usize, dump: &PoolDump) -> Result<usize> {
     let mut d = cluster.admin(dst).await?;
     let dst_spaces = sql::innodb_tablespaces(&mut d).await?;
     let by_name: HashMap<&str, u64> = dst_spaces.iter().map(|(id, n)| (n.as_str(), *id)).collect();
     let mut out = String::new();
     let mut pages = 0;
-    for line in dump.lines() {
-        let Some((sp, pg)) = line.split_once(',') else { continue };
-        let Ok(sp) = sp.trim().parse::<u64>() else { continue };
-        // System tablespace (0) keeps its id; others go by name.
-        let mapped = if sp == 0 { Some(0) } else { src_spaces.get(&sp).and_then(|n| by_name.get(n.as_str()).copied()) };
+    for (name, pg) in &dump.pages {
+        let mapped = match name {
+            None => Some(0),
+            Some(n) => by_name.get(n.as_str()).copied(),
+        };
         if let Some(id) = mapped {
-            out.push_str(&format!("{id},{}\n", pg.trim()));
+            out.push_str(&format!("{id},{pg}\n"));
             pages += 1;
         }
     }
