@@ -199,7 +199,7 @@ async fn variables(opts: &MySqlConnectOptions) -> Result<BTreeMap<String, String
         .collect())
 }
 
-/// A result set as (rows, order-independent checksum), or the error.
+/// A result set as (rows, order-independent checksum, warnings), or the error.
 async fn result_of(c: &mut sqlx::MySqlConnection, s: &coldswap_client::mix::Stmt, vals: &[Option<Value>]) -> String {
     let mut q = sqlx::query(&s.sql);
     for &p in &s.params {
@@ -222,7 +222,27 @@ async fn result_of(c: &mut sqlx::MySqlConnection, s: &coldswap_client::mix::Stmt
                 .collect();
             hashes.sort_unstable();
             let all: Vec<u8> = hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
-            format!("{} rows, checksum {:016x}", rows.len(), fnv(&all))
+            // The statement's warnings (level and code), which a new
+            // version may add for the same rows.
+            let mut warnings: Vec<String> = sql::fetch_all(c, "SHOW WARNINGS")
+                .await
+                .map(|w| {
+                    w.iter()
+                        .map(|r| {
+                            format!(
+                                "{} {}",
+                                sql::col_text_at(r, 0).unwrap_or_default(),
+                                sql::col_text_at(r, 1).unwrap_or_default()
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            warnings.sort();
+            warnings.dedup();
+            let warned =
+                if warnings.is_empty() { String::new() } else { format!(", warnings {}", warnings.join(", ")) };
+            format!("{} rows, checksum {:016x}{warned}", rows.len(), fnv(&all))
         }
         Err(e) => format!("error: {}", sql::describe(&e)),
     }
