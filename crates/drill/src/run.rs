@@ -857,12 +857,7 @@ async fn finish(mut st: State, body: Result<()>, mut external: Option<&mut Targe
         }
         report.switchover.failed_requests = failed;
         report.switchover.errors = errors;
-        // seconds of the timeline in the window with failures
-        let secs: Vec<u64> =
-            run.timeline.iter().filter(|s| s.phase == "switchover" && s.errors > 0).map(|s| s.t).collect();
-        if let (Some(a), Some(b)) = (secs.first(), secs.last()) {
-            report.switchover.client_unavailable_seconds = (b - a + 1) as f64;
-        }
+        report.switchover.client_unavailable_seconds = unavailable_span(&run.timeline, sw.start_s, sw.end_s);
     }
     if let Some((target, at)) = &st.kill {
         report.kill_switch = Some(kill_switch_effect(&run, target, *at));
@@ -1055,4 +1050,55 @@ pub fn summary(o: &Outcome) -> String {
     s.push_str(&format!("\nreport: {}/report.html (and report.json, report.md)\n", o.dir.display()));
     let _ = render::esc;
     s
+}
+
+/// Seconds clients saw failures in a window: from the first to the last
+/// second of the timeline that overlaps [start, end] and ended failed
+/// requests. By time, not by the seconds' phase labels: a second is
+/// labelled with the phase running when it closes, so a switchover shorter
+/// than a second has no second of its own.
+fn unavailable_span(timeline: &[coldswap_client::stats::SecondSummary], start: f64, end: f64) -> f64 {
+    let (a, b) = (start.max(0.0).floor() as u64, end.max(0.0).floor() as u64);
+    let secs: Vec<u64> = timeline.iter().filter(|s| s.t >= a && s.t <= b && s.errors > 0).map(|s| s.t).collect();
+    match (secs.first(), secs.last()) {
+        (Some(x), Some(y)) => (y - x + 1) as f64,
+        _ => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coldswap_client::stats::SecondSummary;
+
+    fn second(t: u64, phase: &str, errors: u64) -> SecondSummary {
+        SecondSummary {
+            t,
+            phase: phase.into(),
+            count: 10,
+            errors,
+            errors_by_class: Default::default(),
+            p50_ms: 1.0,
+            p99_ms: 1.0,
+            max_ms: 1.0,
+            by_txn: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_switchover_shorter_than_a_second_still_counts() {
+        // The switchover ran from 10.3 s to 10.8 s: its second closed under "cold".
+        let tl = vec![second(9, "upgrade", 0), second(10, "cold", 6), second(11, "cold", 0), second(12, "cold", 40)];
+        assert_eq!(unavailable_span(&tl, 10.3, 10.8), 1.0);
+        // A longer one: from the first to the last failing second in it.
+        let tl = vec![
+            second(9, "switchover", 0),
+            second(10, "switchover", 3),
+            second(11, "switchover", 0),
+            second(12, "switchover", 2),
+        ];
+        assert_eq!(unavailable_span(&tl, 9.5, 12.2), 3.0);
+        // Failures outside the window are not the switchover's.
+        assert_eq!(unavailable_span(&tl, 13.0, 14.0), 0.0);
+    }
 }
