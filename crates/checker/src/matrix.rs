@@ -56,25 +56,63 @@ pub struct Cell {
     pub p99_ms: f64,
 }
 
-/// One transaction (or background job) across the cells.
+/// One row's four cells, its two effects and its verdict (a transaction's
+/// or a statement's: `C` is what a cell holds).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Cells<C> {
+    /// From-version, warm.
+    pub from_warm: Option<C>,
+    /// From-version, cold.
+    pub from_cold: Option<C>,
+    /// To-version, cold.
+    pub to_cold: Option<C>,
+    /// To-version, warm.
+    pub to_warm: Option<C>,
+    /// to_warm / from_warm, with its interval.
+    pub version_effect: Option<Shift>,
+    /// to_cold / to_warm, with its interval.
+    pub cold_effect: Option<Shift>,
+    /// `version regression`, `cold penalty`, `both`, `neither`, or `not enough data`.
+    pub verdict: String,
+}
+
+impl<C> Cells<C> {
+    /// The cells of one row (`cell(phase)`), both effects, and the verdict
+    /// they give at `bound`.
+    fn new(
+        cell: impl Fn(&str) -> Option<C>,
+        version_effect: Option<Shift>,
+        cold_effect: Option<Shift>,
+        bound: f64,
+    ) -> Self {
+        let called = |s: &Option<Shift>| s.as_ref().map(|s| s.lo > bound);
+        let verdict = match (called(&version_effect), called(&cold_effect)) {
+            (Some(true), Some(true)) => "both",
+            (Some(true), _) => "version regression",
+            (_, Some(true)) => "cold penalty",
+            (Some(false), Some(false)) => "neither",
+            _ => "not enough data",
+        };
+        Cells {
+            from_warm: cell(FROM_WARM),
+            from_cold: cell(FROM_COLD),
+            to_cold: cell(TO_COLD),
+            to_warm: cell(TO_WARM),
+            version_effect,
+            cold_effect,
+            verdict: verdict.into(),
+        }
+    }
+}
+
+/// One transaction (or background job) across the cells: p99 effects.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Row {
     /// The transaction.
     pub transaction: String,
-    /// From-version, warm.
-    pub from_warm: Option<Cell>,
-    /// From-version, cold.
-    pub from_cold: Option<Cell>,
-    /// To-version, cold.
-    pub to_cold: Option<Cell>,
-    /// To-version, warm.
-    pub to_warm: Option<Cell>,
-    /// to_warm / from_warm p99, with its interval.
-    pub version_effect: Option<Shift>,
-    /// to_cold / to_warm p99, with its interval.
-    pub cold_effect: Option<Shift>,
-    /// `version regression`, `cold penalty`, `both`, `neither`, or `not enough data`.
-    pub verdict: String,
+    /// Its cells, effects and verdict.
+    #[serde(flatten)]
+    pub cells: Cells<Cell>,
 }
 
 /// The table.
@@ -105,38 +143,16 @@ pub struct StatementCell {
     pub mean_ms: f64,
 }
 
-/// One statement digest across the cells.
+/// One statement digest across the cells: mean-latency effects.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StatementRow {
     /// The server's digest text (the from-version's).
     pub statement: String,
     /// The transaction or background job that issues it, if known.
     pub transaction: Option<String>,
-    /// From-version, warm.
-    pub from_warm: Option<StatementCell>,
-    /// From-version, cold.
-    pub from_cold: Option<StatementCell>,
-    /// To-version, cold.
-    pub to_cold: Option<StatementCell>,
-    /// To-version, warm.
-    pub to_warm: Option<StatementCell>,
-    /// to_warm / from_warm mean latency, with its interval.
-    pub version_effect: Option<Shift>,
-    /// to_cold / to_warm mean latency, with its interval.
-    pub cold_effect: Option<Shift>,
-    /// As a transaction's.
-    pub verdict: String,
-}
-
-fn verdict(version: &Option<Shift>, cold: &Option<Shift>, bound: f64) -> &'static str {
-    let called = |s: &Option<Shift>| s.as_ref().map(|s| s.lo > bound);
-    match (called(version), called(cold)) {
-        (Some(true), Some(true)) => "both",
-        (Some(true), _) => "version regression",
-        (_, Some(true)) => "cold penalty",
-        (Some(false), Some(false)) => "neither",
-        _ => "not enough data",
-    }
+    /// Its cells, effects and verdict.
+    #[serde(flatten)]
+    pub cells: Cells<StatementCell>,
 }
 
 /// Executions a statement needs in a cell: `min`, or at most 5 for a
@@ -184,13 +200,7 @@ fn statement_rows(
             StatementRow {
                 statement: s.digest_text.clone(),
                 transaction: s.transaction.clone(),
-                from_warm: cell(FROM_WARM, &s.key),
-                from_cold: cell(FROM_COLD, &s.key),
-                to_cold: cell(TO_COLD, &s.key),
-                to_warm: cell(TO_WARM, &s.key),
-                verdict: verdict(&version_effect, &cold_effect, bound).into(),
-                version_effect,
-                cold_effect,
+                cells: Cells::new(|ph| cell(ph, &s.key), version_effect, cold_effect, bound),
             }
         })
         .collect()
@@ -250,28 +260,54 @@ pub fn compute(
     for (n, min) in names {
         let version_effect = effect(r, FROM_WARM, TO_WARM, &n, z, min, false);
         let cold_effect = effect(r, TO_WARM, TO_COLD, &n, z, min, true);
-        let verdict = verdict(&version_effect, &cold_effect, bound);
-        rows.push(Row {
-            from_warm: cell(r, FROM_WARM, &n, min),
-            from_cold: cell(r, FROM_COLD, &n, min),
-            to_cold: cell(r, TO_COLD, &n, min),
-            to_warm: cell(r, TO_WARM, &n, min),
-            transaction: n,
-            version_effect,
-            cold_effect,
-            verdict: verdict.into(),
-        });
+        let cells = Cells::new(|ph| cell(r, ph, &n, min), version_effect, cold_effect, bound);
+        rows.push(Row { transaction: n, cells });
     }
     let statements = statement_rows(statements, &background, bound, z, min);
     Some(Matrix { bound, confidence_pct, rows, statements, versions: None })
 }
 
-fn cell_text(x: &Option<Cell>) -> String {
-    x.as_ref().map(|c| format!("{:.1} / {:.1}", c.p50_ms, c.p99_ms)).unwrap_or("-".into())
+/// What a cell shows.
+trait CellText {
+    fn text(&self) -> String;
 }
 
-fn stmt_cell_text(x: &Option<StatementCell>) -> String {
-    x.as_ref().map(|c| format!("{:.2} ({})", c.mean_ms, c.executions)).unwrap_or("-".into())
+impl CellText for Cell {
+    fn text(&self) -> String {
+        format!("{:.1} / {:.1}", self.p50_ms, self.p99_ms)
+    }
+}
+
+impl CellText for StatementCell {
+    fn text(&self) -> String {
+        format!("{:.2} ({})", self.mean_ms, self.executions)
+    }
+}
+
+/// A row's columns after its label: four cells, two effects, the verdict.
+fn columns<C: CellText>(c: &Cells<C>) -> [String; 7] {
+    let cell = |x: &Option<C>| x.as_ref().map(|c| c.text()).unwrap_or("-".into());
+    let effect = |x: &Option<Shift>| x.as_ref().map(|s| s.describe()).unwrap_or("-".into());
+    [
+        cell(&c.from_warm),
+        cell(&c.from_cold),
+        cell(&c.to_cold),
+        cell(&c.to_warm),
+        effect(&c.version_effect),
+        effect(&c.cold_effect),
+        c.verdict.clone(),
+    ]
+}
+
+fn md_row(label: &str, cols: [String; 7]) -> String {
+    format!("| {} | {} |\n", label.replace('|', "\\|"), cols.join(" | "))
+}
+
+/// `label` is HTML already.
+fn html_row(label: &str, cols: [String; 7]) -> String {
+    use crate::render::esc;
+    let cells: String = cols.iter().map(|c| format!("<td>{}</td>", esc(c))).collect();
+    format!("<tr><td>{label}</td>{cells}</tr>")
 }
 
 /// A statement's text cut for a table cell, with who issues it.
@@ -288,48 +324,22 @@ fn stmt_text(r: &StatementRow) -> String {
 
 const STATEMENTS_NOTE: &str = "Per statement digest: mean ms (executions) per cell, from the server's digest table read about once a second (it keeps no percentiles on MariaDB). Effects are ratios of mean latency: the version effect the shift of the typical interval, the cold effect the cold cell's mean as paid against the warm cell's, each with its interval.";
 
-fn effect_text(x: &Option<Shift>) -> String {
-    x.as_ref().map(|s| s.describe()).unwrap_or("-".into())
-}
-
 /// The table as Markdown.
 pub fn markdown(m: &Matrix) -> String {
-    let (c, e) = (cell_text, effect_text);
     let mut o = format!(
         "## Version effect apart from the cold effect\n\np50 / p99 ms per cell; effects are p99 ratios with their {}% intervals (Bonferroni over the table); an effect is called when its interval lies above x{:.2}.\n\n\
          | transaction | from warm | from cold | to cold | to warm | version (to/from warm) | cold (to cold/warm) | verdict |\n|---|---|---|---|---|---|---|---|\n",
         m.confidence_pct, m.bound
     );
     for r in &m.rows {
-        o.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            r.transaction,
-            c(&r.from_warm),
-            c(&r.from_cold),
-            c(&r.to_cold),
-            c(&r.to_warm),
-            e(&r.version_effect),
-            e(&r.cold_effect),
-            r.verdict
-        ));
+        o.push_str(&md_row(&r.transaction, columns(&r.cells)));
     }
     if !m.statements.is_empty() {
-        let s = stmt_cell_text;
         o.push_str(&format!(
             "\n{STATEMENTS_NOTE}\n\n| statement | from warm | from cold | to cold | to warm | version (to/from warm) | cold (to cold/warm) | verdict |\n|---|---|---|---|---|---|---|---|\n"
         ));
         for r in &m.statements {
-            o.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                stmt_text(r).replace('|', "\\|"),
-                s(&r.from_warm),
-                s(&r.from_cold),
-                s(&r.to_cold),
-                s(&r.to_warm),
-                e(&r.version_effect),
-                e(&r.cold_effect),
-                r.verdict
-            ));
+            o.push_str(&md_row(&stmt_text(r), columns(&r.cells)));
         }
     }
     if let Some(v) = &m.versions {
@@ -354,7 +364,7 @@ fn changes_text(m: &Matrix, v: &crate::versions::VersionDiff) -> String {
             .rows
             .iter()
             .find(|r| r.transaction == s.transaction)
-            .and_then(|r| r.version_effect.as_ref())
+            .and_then(|r| r.cells.version_effect.as_ref())
             .map(|e| format!(" (version effect {})", e.describe()))
             .unwrap_or_default();
         o.push_str(&format!("- {}{eff}: {}: {}\n", s.transaction, s.statement, s.plan_changes.join("; ")));
@@ -377,43 +387,21 @@ fn changes_text(m: &Matrix, v: &crate::versions::VersionDiff) -> String {
 /// The table as HTML.
 pub fn html(m: &Matrix) -> String {
     use crate::render::esc;
-    let (c, e) = (cell_text, effect_text);
     let mut o = format!(
         "<h2>Version effect apart from the cold effect</h2><p>p50 / p99 ms per cell; effects are p99 ratios with their {}% intervals (Bonferroni over the table); an effect is called when its interval lies above x{:.2}.</p>\
          <table><tr><th>transaction</th><th>from warm</th><th>from cold</th><th>to cold</th><th>to warm</th><th>version (to/from warm)</th><th>cold (to cold/warm)</th><th>verdict</th></tr>",
         m.confidence_pct, m.bound
     );
     for r in &m.rows {
-        o.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&r.transaction),
-            c(&r.from_warm),
-            c(&r.from_cold),
-            c(&r.to_cold),
-            c(&r.to_warm),
-            e(&r.version_effect),
-            e(&r.cold_effect),
-            esc(&r.verdict)
-        ));
+        o.push_str(&html_row(&esc(&r.transaction), columns(&r.cells)));
     }
     o.push_str("</table>");
     if !m.statements.is_empty() {
-        let s = stmt_cell_text;
         o.push_str(&format!(
             "<p>{STATEMENTS_NOTE}</p><table><tr><th>statement</th><th>from warm</th><th>from cold</th><th>to cold</th><th>to warm</th><th>version (to/from warm)</th><th>cold (to cold/warm)</th><th>verdict</th></tr>"
         ));
         for r in &m.statements {
-            o.push_str(&format!(
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&stmt_text(r)),
-                s(&r.from_warm),
-                s(&r.from_cold),
-                s(&r.to_cold),
-                s(&r.to_warm),
-                e(&r.version_effect),
-                e(&r.cold_effect),
-                esc(&r.verdict)
-            ));
+            o.push_str(&html_row(&format!("<code>{}</code>", esc(&stmt_text(r))), columns(&r.cells)));
         }
         o.push_str("</table>");
     }
@@ -521,8 +509,9 @@ mod tests {
             })
             .collect();
         let m = compute(&r, 1.3, 95.0, 20, &stmts).unwrap();
-        let v = |n: &str| m.rows.iter().find(|x| x.transaction == n).unwrap().verdict.clone();
-        let sv = |n: &str| m.statements.iter().find(|x| x.statement == format!("SELECT {n}")).unwrap().verdict.clone();
+        let v = |n: &str| m.rows.iter().find(|x| x.transaction == n).unwrap().cells.verdict.clone();
+        let sv =
+            |n: &str| m.statements.iter().find(|x| x.statement == format!("SELECT {n}")).unwrap().cells.verdict.clone();
         assert_eq!(
             (sv("plan").as_str(), sv("scan").as_str(), sv("point").as_str()),
             ("both", "cold penalty", "neither")
@@ -537,7 +526,7 @@ mod tests {
         assert_eq!(v("scan"), "cold penalty");
         assert_eq!(v("point"), "neither");
         let plan = m.rows.iter().find(|x| x.transaction == "plan").unwrap();
-        assert!((plan.version_effect.as_ref().unwrap().ratio - 5.0).abs() < 0.3);
+        assert!((plan.cells.version_effect.as_ref().unwrap().ratio - 5.0).abs() < 0.3);
         assert!(markdown(&m).contains("| scan |"));
         // Without the from-cold cell there is no matrix.
         r.phases.retain(|p| p.name != FROM_COLD);

@@ -102,13 +102,13 @@ fn invariant<'a>(r: &'a Report, key: &str) -> Option<Result<&'a serde_json::Valu
 pub fn evaluate(r: &Report, t: &Thresholds) -> Vec<Threshold> {
     let mut out = Vec::new();
     if let (Some(limit), Some(m)) = (t.version_p99_ratio, &r.matrix) {
-        let measured: Vec<&crate::matrix::Row> = m.rows.iter().filter(|x| x.version_effect.is_some()).collect();
+        let measured: Vec<&crate::matrix::Row> = m.rows.iter().filter(|x| x.cells.version_effect.is_some()).collect();
         if measured.is_empty() {
             out.push(unchecked("version_p99_ratio", limit, "no transaction had enough requests in both warm cells"));
         } else {
-            let lo = |x: &crate::matrix::Row| x.version_effect.as_ref().map(|s| s.lo).unwrap_or(0.0);
+            let lo = |x: &crate::matrix::Row| x.cells.version_effect.as_ref().map(|s| s.lo).unwrap_or(0.0);
             let worst = measured.iter().max_by(|a, b| lo(a).total_cmp(&lo(b))).unwrap();
-            let s = worst.version_effect.as_ref().unwrap();
+            let s = worst.cells.version_effect.as_ref().unwrap();
             out.push(rule(
                 "version_p99_ratio",
                 s.lo,
@@ -378,15 +378,19 @@ pub fn verdict(r: &Report, t: &Thresholds) -> Verdict {
         let with = |v: &[&str]| -> Vec<String> {
             m.rows
                 .iter()
-                .filter(|x| v.contains(&x.verdict.as_str()))
+                .filter(|x| v.contains(&x.cells.verdict.as_str()))
                 .map(|x| {
-                    format!("{} {}", x.transaction, x.version_effect.as_ref().map(|s| s.describe()).unwrap_or_default())
+                    format!(
+                        "{} {}",
+                        x.transaction,
+                        x.cells.version_effect.as_ref().map(|s| s.describe()).unwrap_or_default()
+                    )
                 })
                 .collect()
         };
         let (ver, cold) = (
             with(&["version regression", "both"]),
-            m.rows.iter().filter(|x| x.verdict == "cold penalty" || x.verdict == "both").count(),
+            m.rows.iter().filter(|x| x.cells.verdict == "cold penalty" || x.cells.verdict == "both").count(),
         );
         findings.push(format!(
             "Version effect apart from cold: {}; {cold} transaction(s) with a cold penalty.",

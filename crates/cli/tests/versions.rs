@@ -211,9 +211,9 @@ async fn the_matrix_tells_a_planted_version_regression_from_the_cold_penalty() {
     eprintln!("{}", coldswap_checker::matrix::markdown(m));
     let row = |n: &str| m.rows.iter().find(|x| x.transaction == n).unwrap_or_else(|| panic!("no {n}"));
     let ls = row("list_schedules");
-    assert!(ls.verdict == "version regression" || ls.verdict == "both", "{ls:?}");
+    assert!(ls.cells.verdict == "version regression" || ls.cells.verdict == "both", "{ls:?}");
     let scan = row("notify_schedules");
-    assert!(scan.verdict == "cold penalty" || scan.verdict == "both", "{scan:?}");
+    assert!(scan.cells.verdict == "cold penalty" || scan.cells.verdict == "both", "{scan:?}");
     // The same per statement digest, from the digest table's readings.
     let stmt = |n: &str| {
         m.statements
@@ -222,9 +222,9 @@ async fn the_matrix_tells_a_planted_version_regression_from_the_cold_penalty() {
             .unwrap_or_else(|| panic!("no statement of {n}"))
     };
     let ls = stmt("list_schedules");
-    assert!(ls.verdict == "version regression" || ls.verdict == "both", "{ls:?}");
+    assert!(ls.cells.verdict == "version regression" || ls.cells.verdict == "both", "{ls:?}");
     let scan = stmt("notify_schedules");
-    assert!(scan.verdict == "cold penalty" || scan.verdict == "both", "{scan:?}");
+    assert!(scan.cells.verdict == "cold penalty" || scan.cells.verdict == "both", "{scan:?}");
     // Beside the effects: the plan that changed, and the defaults the major version changed.
     let v = m.versions.as_ref().expect("plans and settings compared");
     let plan = v.statements.iter().find(|s| s.transaction == "list_schedules").unwrap();
