@@ -219,30 +219,48 @@ pub async fn cached_pages(
             pool / 1048576
         );
     }
-    open_unnamed(conn).await?;
-    let rows = sql::fetch_all(
-        conn,
-        "SELECT TABLE_NAME, INDEX_NAME, COUNT(*) FROM information_schema.INNODB_BUFFER_PAGE \
-         WHERE TABLE_NAME IS NOT NULL AND INDEX_NAME IS NOT NULL GROUP BY TABLE_NAME, INDEX_NAME",
-    )
-    .await?;
     let wanted: Option<Vec<String>> = tables.map(|t| t.iter().map(|(d, n)| format!("`{d}`.`{n}`")).collect());
-    let mut out = BTreeMap::new();
-    for r in rows {
-        let (Some(t), Some(i), Some(n)) = (sql::col_text_at(&r, 0), sql::col_text_at(&r, 1), sql::col_text_at(&r, 2))
-        else {
-            continue;
-        };
-        let user = t.contains("`.`") && !SYSTEM.iter().any(|s| t.starts_with(s));
-        let keep = match &wanted {
-            Some(w) => w.contains(&t),
-            None => user,
-        };
-        if keep {
-            out.insert((t, i), n.parse().unwrap_or(0));
-        }
+    let keep = |t: &str| match &wanted {
+        Some(w) => w.iter().any(|x| x == t),
+        None => t.contains("`.`") && !SYSTEM.iter().any(|s| t.starts_with(s)),
+    };
+    let (out, unnamed) = walk_pool(conn, &keep).await?;
+    // One walk of the pool when every page has its name; a second only
+    // after opening the tables of pages that had none.
+    if !unnamed.is_empty() && open_spaces(conn, &unnamed).await? > 0 {
+        return Ok(walk_pool(conn, &keep).await?.0);
     }
     Ok(out)
+}
+
+/// One walk of the buffer pool: pages per (table, index) for the tables
+/// `keep` accepts, and the tablespaces of index pages InnoDB could not name.
+async fn walk_pool(
+    conn: &mut MySqlConnection,
+    keep: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<(BTreeMap<(String, String), u64>, Vec<u64>)> {
+    let rows = sql::fetch_all(
+        conn,
+        "SELECT TABLE_NAME, INDEX_NAME, SPACE, PAGE_TYPE = 'INDEX', COUNT(*) FROM information_schema.INNODB_BUFFER_PAGE \
+         GROUP BY TABLE_NAME, INDEX_NAME, SPACE, PAGE_TYPE = 'INDEX'",
+    )
+    .await?;
+    let mut out = BTreeMap::new();
+    let mut unnamed = Vec::new();
+    for r in rows {
+        let n: u64 = sql::col_text_at(&r, 4).and_then(|n| n.parse().ok()).unwrap_or(0);
+        match (sql::col_text_at(&r, 0), sql::col_text_at(&r, 1)) {
+            (Some(t), Some(i)) if keep(&t) => *out.entry((t, i)).or_insert(0) += n,
+            (None, _) => {
+                let space: u64 = sql::col_text_at(&r, 2).and_then(|x| x.parse().ok()).unwrap_or(0);
+                if space != 0 && sql::col_text_at(&r, 3).as_deref() == Some("1") {
+                    unnamed.push(space);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((out, unnamed))
 }
 
 /// InnoDB names a cached page's table and index only while its dictionary
@@ -250,25 +268,13 @@ pub async fn cached_pages(
 /// the pool (by a buffer-pool load, say) for a table nothing has opened
 /// yet read as unnamed, and would count as not cached (seen in CI: a
 /// replica loaded from the primary's dump covered "0 %" until its purge
-/// thread happened to open the tables). Open those tables first, found by
+/// thread happened to open the tables). Open the tables of `spaces`, found by
 /// tablespace in the dictionary on disk; an open reads the table's
 /// definition, no row. Returns how many were opened.
-async fn open_unnamed(conn: &mut MySqlConnection) -> Result<usize> {
-    let spaces = sql::fetch_all(
-        conn,
-        "SELECT DISTINCT SPACE FROM information_schema.INNODB_BUFFER_PAGE \
-         WHERE TABLE_NAME IS NULL AND SPACE <> 0 AND PAGE_TYPE = 'INDEX'",
-    )
-    .await?;
-    if spaces.is_empty() {
-        return Ok(0);
-    }
+async fn open_spaces(conn: &mut MySqlConnection, spaces: &[u64]) -> Result<usize> {
     let dict = sql::innodb_tablespaces(conn).await?;
-    let mut tables: Vec<(String, String)> = spaces
-        .iter()
-        .filter_map(|r| sql::col_text_at(r, 0)?.parse::<u64>().ok())
-        .filter_map(|id| dict.get(&id).and_then(|n| dictionary_table(n)))
-        .collect();
+    let mut tables: Vec<(String, String)> =
+        spaces.iter().filter_map(|id| dict.get(id).and_then(|n| dictionary_table(n))).collect();
     tables.sort();
     tables.dedup();
     for (db, t) in &tables {
