@@ -333,7 +333,7 @@ impl Cluster {
         let t = Instant::now();
         for i in 0..self.state.nodes.len() {
             let b = self.state.backend.get();
-            b.init(&self.state.nodes[i]).await?;
+            b.init(&self.state.nodes[i], &self.secrets).await?;
         }
         steps.push("init_datadirs", t);
         // Both start writable: users are created on each node outside the
@@ -773,7 +773,7 @@ impl Cluster {
                 break;
             }
             match replication::replica_status(&mut c, &d).await? {
-                Some(st) if !st.healthy() && (st.io_running == "No" || st.sql_running == "No") => {
+                Some(st) if st.stopped() => {
                     return Err(ReplicationError::Broken { primary: pname, replica: rname, problem: st.problem() });
                 }
                 Some(_) => {}

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::dialect::Dialect;
 use crate::replication::{self, check_promotable, ReplicaStatus};
+use crate::status::Thread;
 use crate::steps::{Step, Steps};
 use coldswap_sql as sql;
 use coldswap_sql::parse_server_version;
@@ -458,7 +459,7 @@ impl External {
             bail!("the promote hook succeeded but the replica at {} is still read-only", self.replica);
         }
         if let Some(s) = still {
-            if s.io_running == "Yes" || s.sql_running == "Yes" {
+            if matches!(s.io(), Thread::Running | Thread::Connecting) || s.sql() == Thread::Running {
                 bail!("the promote hook succeeded but the replica at {} still replicates", self.replica);
             }
         }

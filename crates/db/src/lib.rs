@@ -45,6 +45,7 @@ pub mod registry;
 pub mod replication;
 pub mod secrets;
 pub mod state;
+pub mod status;
 pub mod steps;
 pub mod switchover;
 pub mod upgrade;

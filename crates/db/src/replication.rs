@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::mysql::MySqlConnection;
 
 use crate::dialect::Dialect;
+use crate::status::{self, Thread};
 use coldswap_sql as sql;
 
 /// What SHOW SLAVE/REPLICA STATUS says.
@@ -28,7 +29,22 @@ pub struct ReplicaStatus {
 impl ReplicaStatus {
     /// Both threads run.
     pub fn healthy(&self) -> bool {
-        self.io_running == "Yes" && self.sql_running == "Yes"
+        self.io() == Thread::Running && self.sql() == Thread::Running
+    }
+
+    /// The IO thread's state, parsed.
+    pub fn io(&self) -> Thread {
+        status::replica_thread(&self.io_running)
+    }
+
+    /// The SQL thread's state, parsed.
+    pub fn sql(&self) -> Thread {
+        status::replica_thread(&self.sql_running)
+    }
+
+    /// A thread has stopped (not merely reconnecting).
+    pub fn stopped(&self) -> bool {
+        self.io() == Thread::Stopped || self.sql() == Thread::Stopped
     }
 
     /// One line about what is wrong, for error messages.

@@ -240,7 +240,7 @@ pub(crate) async fn drop_schema(t: &mut Target) -> String {
                     Err(_) => None,
                 };
                 sql::close(c).await;
-                st.is_some_and(|s| s.io_running == "Yes" && s.sql_running == "Yes")
+                st.is_some_and(|s| s.healthy())
             }
             Err(_) => false,
         };

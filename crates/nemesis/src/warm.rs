@@ -10,7 +10,8 @@
 //! * `none`.
 
 use anyhow::{anyhow, bail, Context, Result};
-use coldswap_db::Cluster;
+use coldswap_db::status::{self, Task};
+use coldswap_db::{Cluster, Flavor};
 use coldswap_sql as sql;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -135,6 +136,130 @@ async fn status_var(c: &mut sqlx::MySqlConnection, name: &str) -> Result<String>
     Ok(rows.first().and_then(|r| sql::col_text_at(r, 1)).unwrap_or_default())
 }
 
+/// One of the buffer pool's two tasks, read through its status variable.
+#[derive(Clone, Copy)]
+enum PoolTask {
+    Load,
+    Dump,
+}
+
+impl PoolTask {
+    fn var(self) -> &'static str {
+        match self {
+            PoolTask::Load => "Innodb_buffer_pool_load_status",
+            PoolTask::Dump => "Innodb_buffer_pool_dump_status",
+        }
+    }
+    fn now_var(self) -> &'static str {
+        match self {
+            PoolTask::Load => "innodb_buffer_pool_load_now",
+            PoolTask::Dump => "innodb_buffer_pool_dump_now",
+        }
+    }
+    fn word(self) -> &'static str {
+        match self {
+            PoolTask::Load => "load",
+            PoolTask::Dump => "dump",
+        }
+    }
+    async fn read(self, c: &mut sqlx::MySqlConnection, flavor: Flavor) -> Result<(Task, String)> {
+        let text = status_var(c, self.var()).await?;
+        let t = match self {
+            PoolTask::Load => status::buffer_pool_load(flavor, &text),
+            PoolTask::Dump => status::buffer_pool_dump(flavor, &text),
+        };
+        Ok((t, text))
+    }
+}
+
+/// How long a task that was asked for may show no sign of having started.
+const START_WITHIN: Duration = Duration::from_secs(60);
+/// How long one may show no change of status while it runs (MariaDB
+/// reports no page counts, so there the whole load must fit).
+const STALL_WITHIN: Duration = Duration::from_secs(600);
+
+/// Run one buffer-pool load or dump on `node` and wait for its completion.
+///
+/// Waits only for what runs: a task of the same kind already running is
+/// let finish first (the server ignores a second request meanwhile); a
+/// status that says not started, completed or failed is not waited on. Ours
+/// is done when the status is a completion other than the last one seen:
+/// a completion's timestamp has second precision, so a request comes a
+/// second after the previous completion at least.
+async fn run_pool_task(cluster: &Cluster, node: usize, task: PoolTask) -> Result<()> {
+    let name = cluster.node(node).name.clone();
+    let flavor = cluster.node(node).flavor();
+    let mut c = cluster.admin(node).await?;
+    let mut before = wait_while_running(&mut c, flavor, task, &name).await?;
+    if matches!(before, Task::Completed { .. }) {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        before = task.read(&mut c, flavor).await?.0;
+    }
+    sql::exec(&mut c, &format!("SET GLOBAL {} = ON", task.now_var())).await?;
+    let asked = Instant::now();
+    let mut seen_running = false;
+    let mut last_change = Instant::now();
+    let mut last = before.clone();
+    loop {
+        let (st, text) = task.read(&mut c, flavor).await?;
+        if st != last {
+            last_change = Instant::now();
+            last = st.clone();
+        }
+        match &st {
+            Task::Completed { .. } if st != before => break,
+            Task::Failed(msg) if st != before || seen_running => {
+                bail!("buffer pool {} on {name} failed: {msg}", task.word())
+            }
+            Task::Unrecognised(_) => {
+                bail!("buffer pool {} on {name}: unrecognised status '{text}'", task.word())
+            }
+            Task::Running { .. } => seen_running = true,
+            _ => {}
+        }
+        if !seen_running && asked.elapsed() > START_WITHIN {
+            bail!(
+                "buffer pool {} on {name} did not start within {} s: the status still says '{text}'",
+                task.word(),
+                START_WITHIN.as_secs()
+            );
+        }
+        if seen_running && last_change.elapsed() > STALL_WITHIN {
+            bail!(
+                "buffer pool {} on {name}: the status did not change for {} s: '{text}'",
+                task.word(),
+                STALL_WITHIN.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sql::close(c).await;
+    Ok(())
+}
+
+/// Wait while a task of this kind runs (one the server started itself, or
+/// an earlier request); returns the state it ended in. Not running: at once.
+async fn wait_while_running(c: &mut sqlx::MySqlConnection, flavor: Flavor, task: PoolTask, name: &str) -> Result<Task> {
+    let (mut st, _) = task.read(c, flavor).await?;
+    let mut last_change = Instant::now();
+    while st.is_running() {
+        if last_change.elapsed() > STALL_WITHIN {
+            bail!(
+                "a buffer pool {} already running on {name}: its status did not change for {} s",
+                task.word(),
+                STALL_WITHIN.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (next, _) = task.read(c, flavor).await?;
+        if next != st {
+            last_change = Instant::now();
+        }
+        st = next;
+    }
+    Ok(st)
+}
+
 /// Dump `dump_pct` percent of `src`'s buffer pool (its most recently used
 /// pages, as InnoDB dumps), translate it to `dst`'s tablespace ids, load it
 /// into `dst`. Returns the number of pages in the list.
@@ -158,23 +283,7 @@ pub struct PoolDump {
 pub async fn buffer_pool_dump(cluster: &Cluster, src: usize, dump_pct: u8) -> Result<PoolDump> {
     let mut s = cluster.admin(src).await?;
     sql::exec(&mut s, &format!("SET GLOBAL innodb_buffer_pool_dump_pct = {}", dump_pct.clamp(1, 100))).await?;
-    // As for the load below: a completion other than the last one seen.
-    let before = status_var(&mut s, "Innodb_buffer_pool_dump_status").await?;
-    if before.contains("completed") {
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-    }
-    sql::exec(&mut s, "SET GLOBAL innodb_buffer_pool_dump_now = ON").await?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let st = status_var(&mut s, "Innodb_buffer_pool_dump_status").await?;
-        if st != before && st.contains("completed") {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("buffer pool dump on {} did not complete: {st}", cluster.node(src).name);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    run_pool_task(cluster, src, PoolTask::Dump).await?;
     let src_spaces = sql::innodb_tablespaces(&mut s).await?;
     sql::close(s).await;
     let dump = String::from_utf8_lossy(
@@ -195,6 +304,12 @@ pub async fn buffer_pool_dump(cluster: &Cluster, src: usize, dump_pct: u8) -> Re
     Ok(PoolDump { from: cluster.node(src).name.clone(), pages })
 }
 
+/// Page reads a second InnoDB allows a buffer-pool load while the server
+/// has other work: both flavors throttle a load to `innodb_io_capacity`
+/// reads a second then (default 200). Raised to this for the load, and
+/// restored after it, as a DBA warming a promoted replica would.
+pub const LOAD_IO_CAPACITY: i64 = 20_000;
+
 /// Load a page list into `dst`'s buffer pool (tables it lacks are
 /// skipped). Returns the number of pages in the list it loaded.
 pub async fn buffer_pool_load(cluster: &Cluster, dst: usize, dump: &PoolDump) -> Result<usize> {
@@ -213,66 +328,45 @@ pub async fn buffer_pool_load(cluster: &Cluster, dst: usize, dump: &PoolDump) ->
             pages += 1;
         }
     }
+    // A load already running (the server's own at start) reads the file
+    // when it starts: let it end before the list is replaced.
+    wait_while_running(&mut d, cluster.node(dst).flavor(), PoolTask::Load, &cluster.node(dst).name).await?;
     cluster
         .files()?
         .write(cluster.node(dst), "ib_buffer_pool", out.as_bytes())
         .await
         .context("writing the buffer pool list")?;
-    // The status still reports the last load: "Buffer pool(s) load
-    // completed at 261130 15:40:00". Ours is done when the status is a
-    // completion other than that one, so it starts a second later than the
-    // last completion at least (the message has second precision). Twice:
-    // a server that has just started runs its own load from this file,
-    // ignores load_now meanwhile, and its completion reads like ours (seen
-    // in CI: the replica had restarted a second before); the second pass
-    // comes after any such load and finds our pages mostly in already.
+    let cap = sql::query_i64(&mut d, "SELECT @@GLOBAL.innodb_io_capacity").await?;
+    let cap_max = sql::query_i64(&mut d, "SELECT @@GLOBAL.innodb_io_capacity_max").await?;
+    let raised = cap < LOAD_IO_CAPACITY;
+    if raised {
+        // The maximum first: io_capacity may not exceed it.
+        if cap_max < LOAD_IO_CAPACITY {
+            sql::exec(&mut d, &format!("SET GLOBAL innodb_io_capacity_max = {LOAD_IO_CAPACITY}")).await?;
+        }
+        sql::exec(&mut d, &format!("SET GLOBAL innodb_io_capacity = {LOAD_IO_CAPACITY}")).await?;
+    }
+    // Twice: a server that has just started may run its own load from
+    // this file without its status saying so yet, ignore load_now
+    // meanwhile, and its completion reads like ours (seen in CI: the
+    // replica had restarted a second before); the second pass comes after
+    // any such load and finds our pages mostly in already.
+    let mut res = Ok(());
     for _pass in 0..2 {
-        // A load still running would ignore ours: wait for it to end first.
-        let waited = Instant::now();
-        let mut before = status_var(&mut d, "Innodb_buffer_pool_load_status").await?;
-        while (before.starts_with("Loading") || before.starts_with("Loaded") && !is_full(&before))
-            && waited.elapsed() < Duration::from_secs(600)
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            before = status_var(&mut d, "Innodb_buffer_pool_load_status").await?;
+        res = run_pool_task(cluster, dst, PoolTask::Load).await;
+        if res.is_err() {
+            break;
         }
-        if before.contains("completed") {
-            tokio::time::sleep(Duration::from_millis(1100)).await;
-        }
-        sql::exec(&mut d, "SET GLOBAL innodb_buffer_pool_load_now = ON").await?;
-        let started = Instant::now();
-        let deadline = started + Duration::from_secs(3600);
-        loop {
-            let st = status_var(&mut d, "Innodb_buffer_pool_load_status").await?;
-            if st != before && (st.contains("completed") || st.contains("Loaded") && st.contains('/') && is_full(&st)) {
-                break;
-            }
-            if st == before && started.elapsed() > Duration::from_secs(60) {
-                bail!(
-                    "buffer pool load on {} did not start within 60 s: the status still says '{st}'",
-                    cluster.node(dst).name
-                );
-            }
-            if st.contains("rror") || st.contains("aborted") {
-                bail!("buffer pool load on {} failed: {st}", cluster.node(dst).name);
-            }
-            if Instant::now() > deadline {
-                bail!("buffer pool load on {} did not complete within an hour: {st}", cluster.node(dst).name);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if raised {
+        // Back as it was, in the reverse order, whatever the load did.
+        let _ = sql::exec(&mut d, &format!("SET GLOBAL innodb_io_capacity = {cap}")).await;
+        if cap_max < LOAD_IO_CAPACITY {
+            let _ = sql::exec(&mut d, &format!("SET GLOBAL innodb_io_capacity_max = {cap_max}")).await;
         }
     }
     sql::close(d).await;
-    Ok(pages)
-}
-
-/// "Loaded 5/5 pages" style status: done when both numbers agree.
-fn is_full(st: &str) -> bool {
-    st.split_whitespace()
-        .find(|w| w.contains('/'))
-        .and_then(|w| w.split_once('/'))
-        .map(|(a, b)| a == b.trim_end_matches(|c: char| !c.is_ascii_digit()))
-        .unwrap_or(false)
+    res.map(|_| pages)
 }
 
 fn volread_bin() -> Result<PathBuf> {
@@ -362,11 +456,5 @@ mod tests {
         assert_eq!("volume-read".parse::<Technique>().unwrap(), Technique::VolumeRead);
         assert_eq!("prefetch".parse::<Technique>().unwrap(), Technique::Prefetch);
         assert!("magic".parse::<Technique>().unwrap_err().to_string().contains("unknown warm-up technique"));
-    }
-
-    #[test]
-    fn load_status_parsing() {
-        assert!(is_full("Loaded 5/5 pages"));
-        assert!(!is_full("Loaded 3/5 pages"));
     }
 }
