@@ -58,13 +58,46 @@ impl Dialect {
         v
     }
 
-    /// Where the server may read and write files for LOAD DATA / SELECT INTO
-    /// OUTFILE. Debian's MySQL defaults to /var/lib/mysql-files and refuses
-    /// to start without it; MariaDB has no such default.
+    /// Where the server may read and write files for LOAD DATA, SELECT INTO
+    /// OUTFILE and LOAD_FILE(): a directory of coldswap's, on every flavor.
+    /// (Debian's MySQL defaults to /var/lib/mysql-files and refuses to start
+    /// without it; MariaDB has no default at all, so LOAD_FILE() would read
+    /// any file the server can, as root where the server runs as root.)
     pub fn file_priv_flag(&self, dir: &std::path::Path) -> Option<String> {
+        Some(format!("--secure-file-priv={}", dir.display()))
+    }
+
+    /// SQL run while a fresh datadir is initialised, before the server ever
+    /// listens: root@localhost gets `password`, and no other root account
+    /// (nor MariaDB's `mysql`@localhost, which logs in by Unix user) is
+    /// left. MariaDB's bootstrap runs without grant tables, so it writes
+    /// them directly (`mysql.global_priv` from 10.4, `mysql.user` before);
+    /// MySQL runs it as `--init-file` of `--initialize`, where ALTER USER
+    /// works.
+    pub fn root_password_init(&self, password: &str) -> Vec<String> {
+        let pw = quote(password);
         match self.flavor {
-            Flavor::MySQL => Some(format!("--secure-file-priv={}", dir.display())),
-            Flavor::MariaDB => None,
+            Flavor::MariaDB if self.version >= Version(10, 4, 0) => vec![
+                format!(
+                    "UPDATE mysql.global_priv SET priv = JSON_SET(priv, '$.plugin', 'mysql_native_password', \
+                     '$.authentication_string', PASSWORD({pw})) WHERE User = 'root' AND Host = 'localhost'"
+                ),
+                "DELETE FROM mysql.global_priv WHERE (User = 'root' AND Host <> 'localhost') OR User = 'mysql'".into(),
+            ],
+            Flavor::MariaDB => vec![
+                format!("UPDATE mysql.user SET Password = PASSWORD({pw}) WHERE User = 'root' AND Host = 'localhost'"),
+                "DELETE FROM mysql.user WHERE User = 'root' AND Host <> 'localhost'".into(),
+            ],
+            // root@127.0.0.1 too, with the same password: caching_sha2's full
+            // authentication over a Unix socket wants the password in
+            // clear, which sqlx sends only inside TLS (it asks for the RSA
+            // key instead, and the server refuses), so coldswap logs in
+            // over loopback TCP; the server's own tools keep the socket.
+            Flavor::MySQL => vec![
+                format!("ALTER USER 'root'@'localhost' IDENTIFIED BY {pw}"),
+                format!("CREATE USER 'root'@'127.0.0.1' IDENTIFIED BY {pw}"),
+                "GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION".into(),
+            ],
         }
     }
 
@@ -452,8 +485,19 @@ mod tests {
         assert!(!f(my80()).contains("log-file-size"));
         assert!(f(my57()).contains("--innodb-log-file-size=256M"));
         assert!(f(maria()).contains("--innodb-buffer-pool-size=64M"));
-        assert!(maria().file_priv_flag(std::path::Path::new("/t")).is_none());
+        assert_eq!(maria().file_priv_flag(std::path::Path::new("/t")).unwrap(), "--secure-file-priv=/t");
         assert_eq!(my80().file_priv_flag(std::path::Path::new("/t")).unwrap(), "--secure-file-priv=/t");
+    }
+
+    #[test]
+    fn root_gets_a_password_before_the_server_listens() {
+        let m = maria().root_password_init("p'w").join(";");
+        assert!(m.contains("mysql.global_priv") && m.contains("PASSWORD('p\\'w')"), "{m}");
+        assert!(m.contains("Host <> 'localhost'") && m.contains("User = 'mysql'"), "{m}");
+        let old = Dialect::new(Flavor::MariaDB, Version(10, 3, 39)).root_password_init("x").join(";");
+        assert!(old.contains("mysql.user") && !old.contains("global_priv"), "{old}");
+        let my = my80().root_password_init("x");
+        assert_eq!(my[0], "ALTER USER 'root'@'localhost' IDENTIFIED BY 'x'");
     }
 
     #[test]

@@ -204,8 +204,12 @@ pub fn profile(flavor: Flavor, version: Version, ours: bool) -> ImageProfile {
 
 /// Server flags for a node in a container (the datadir, socket and port are
 /// the image's; logs go to stderr, where the readiness line is read).
+/// LOAD_FILE() and SELECT INTO OUTFILE are confined to the image's
+/// /var/lib/mysql-files on every flavor (MariaDB has no default).
 pub fn server_flags(node: &NodeState, read_only: bool) -> Vec<String> {
-    node.server_flags(read_only)
+    let mut a = node.server_flags(read_only);
+    a.extend(node.dialect().file_priv_flag(std::path::Path::new("/var/lib/mysql-files")));
+    a
 }
 
 /// `172.19.0.0/16` as a user host both flavors read: `172.19.0.0/255.255.0.0`.
@@ -503,7 +507,7 @@ impl Backend for ContainerBackend {
         Ok(())
     }
 
-    async fn init(&self, _node: &NodeState) -> Result<()> {
+    async fn init(&self, _node: &NodeState, _secrets: &Secrets) -> Result<()> {
         // The image's entrypoint initialises an empty volume at first start.
         Ok(())
     }

@@ -275,7 +275,7 @@ pub trait Backend: Send + Sync {
     async fn create(&mut self, run_dir: &Path, owner_pid: u32, nodes: &mut [NodeState]) -> Result<()>;
 
     /// Initialise a node's datadir, where the server does not do it at its first start.
-    async fn init(&self, node: &NodeState) -> Result<()>;
+    async fn init(&self, node: &NodeState, secrets: &Secrets) -> Result<()>;
 
     /// Start a node's server and wait until root can log in.
     async fn start(&self, node: &mut NodeState, read_only: bool, secrets: &Secrets) -> Result<()>;

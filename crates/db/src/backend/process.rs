@@ -56,20 +56,81 @@ fn pidfile(node: &NodeState) -> PathBuf {
 }
 
 /// The unix socket: in the node dir when the path is short enough,
-/// otherwise under /tmp with a name derived from the node dir.
+/// otherwise in [`private_tmp`] with a name derived from the node dir.
+/// Either way its directory is the invoking user's alone (0700), so no
+/// other local user reaches the socket.
 pub fn socket(node: &NodeState) -> PathBuf {
     let p = node.dir.join("mysqld.sock");
     if p.as_os_str().len() < 100 {
         return p;
     }
-    PathBuf::from(format!("/tmp/coldswap-{:016x}.sock", crate::registry::name_hash(&node.dir.to_string_lossy())))
+    private_tmp().join(format!("{:016x}.sock", crate::registry::name_hash(&node.dir.to_string_lossy())))
+}
+
+/// `/tmp/coldswap-<uid>`: where sockets go whose node dir is too deep.
+fn private_tmp() -> PathBuf {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    PathBuf::from(format!("/tmp/coldswap-{uid}"))
+}
+
+/// Make `dir` (and its parents) exist, and make `dir` the invoking user's
+/// alone: refused when it is a link or another user's.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let m = std::fs::symlink_metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if !m.is_dir() || m.uid() != uid {
+        bail!(
+            "{} is not a directory of this user's (uid {uid}); refusing to put a server's socket or data there",
+            dir.display()
+        );
+    }
+    if m.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The socket's directory, made private before a server creates it.
+fn socket_dir_ready(node: &NodeState) -> Result<()> {
+    let s = socket(node);
+    private_dir(s.parent().unwrap_or(&node.dir))
+}
+
+/// Connection options for root, with the password set when its datadir
+/// was initialised: over the node's socket on MariaDB, over loopback TCP on
+/// MySQL (see [`crate::dialect::Dialect::root_password_init`]).
+fn root_options(node: &NodeState, secrets: &Secrets) -> sqlx::mysql::MySqlConnectOptions {
+    match node.flavor() {
+        coldswap_sql::Flavor::MariaDB => sql::socket_options(&socket(node), "root").password(&secrets.admin_password),
+        coldswap_sql::Flavor::MySQL => sql::tcp_options("127.0.0.1", node.port, "root", &secrets.admin_password),
+    }
 }
 
 /// Create the node's directories and initialise its datadir.
-fn init_blocking(node: &NodeState) -> Result<()> {
+///
+/// root@localhost gets its password (the admin password in the run dir's
+/// 0600 secrets) during the initialisation, before the server ever
+/// listens; the SQL that sets it sits in a 0600 file in the private node
+/// dir for the length of the initialisation only.
+fn init_blocking(node: &NodeState, secrets: &Secrets) -> Result<()> {
     let d = dist_of(node)?;
-    std::fs::create_dir_all(&node.dir).with_context(|| format!("cannot create {}", node.dir.display()))?;
+    private_dir(&node.dir)?;
     std::fs::create_dir_all(tmpdir(node))?;
+    let init_sql = node.dir.join("init-root.sql");
+    let mut text = node.dialect().root_password_init(&secrets.admin_password).join(";\n");
+    text.push_str(";\n");
+    crate::files::write_private(&init_sql, text.as_bytes())?;
+    let res = run_init(node, d, &init_sql);
+    let _ = std::fs::remove_file(&init_sql);
+    res
+}
+
+fn run_init(node: &NodeState, d: &dist::Dist, init_sql: &Path) -> Result<()> {
     let log = node.dir.join("install.log");
     let out = std::fs::File::create(&log)?;
     let mut cmd = match &d.install {
@@ -81,6 +142,7 @@ fn init_blocking(node: &NodeState) -> Result<()> {
                 .arg("--auth-root-authentication-method=normal")
                 .arg("--skip-test-db")
                 .arg("--skip-name-resolve")
+                .arg(format!("--extra-file={}", init_sql.display()))
                 // Concurrent bootstraps sharing /tmp collide on temp table names.
                 .arg(format!("--tmpdir={}", tmpdir(node).display()));
             if dist::is_root() {
@@ -92,6 +154,7 @@ fn init_blocking(node: &NodeState) -> Result<()> {
             let mut c = d.command(&d.server_bin);
             c.arg("--no-defaults")
                 .arg("--initialize-insecure")
+                .arg(format!("--init-file={}", init_sql.display()))
                 .arg(format!("--tmpdir={}", tmpdir(node).display()))
                 .arg(format!("--basedir={}", d.basedir.display()))
                 .arg(format!("--datadir={}", datadir(node).display()))
@@ -253,18 +316,20 @@ impl Backend for ProcessBackend {
         Ok(())
     }
 
-    async fn init(&self, node: &NodeState) -> Result<()> {
-        let n = node.clone();
-        tokio::task::spawn_blocking(move || init_blocking(&n)).await?
+    async fn init(&self, node: &NodeState, secrets: &Secrets) -> Result<()> {
+        let (n, s) = (node.clone(), secrets.clone());
+        tokio::task::spawn_blocking(move || init_blocking(&n, &s)).await?
     }
 
-    async fn start(&self, node: &mut NodeState, read_only: bool, _secrets: &Secrets) -> Result<()> {
+    async fn start(&self, node: &mut NodeState, read_only: bool, secrets: &Secrets) -> Result<()> {
         if let Some(p) = recorded_pid(node) {
             if pid::alive(p) && owns_pid(node, p) {
                 bail!("{} is already running (pid {p})", node.name);
             }
         }
         crate::ports::ensure_free(node.port)?;
+        private_dir(&node.dir)?;
+        socket_dir_ready(node)?;
         let _ = std::fs::remove_file(socket(node));
         let _ = std::fs::remove_file(pidfile(node));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(node.dir.join("server.out"))?;
@@ -295,7 +360,7 @@ impl Backend for ProcessBackend {
                 bail!("{} exited during startup: {why}", node.name);
             }
             if socket(node).exists() {
-                let opts = sql::socket_options(&socket(node), "root");
+                let opts = root_options(node, secrets);
                 if let Ok(c) = sql::connect(&opts, Duration::from_secs(2)).await {
                     sql::close(c).await;
                     break;
@@ -337,10 +402,10 @@ impl Backend for ProcessBackend {
         (node.host.clone(), node.port)
     }
 
-    async fn root_conn(&self, node: &NodeState, _secrets: &Secrets) -> Result<MySqlConnection> {
-        sql::connect(&sql::socket_options(&socket(node), "root"), Duration::from_secs(5))
+    async fn root_conn(&self, node: &NodeState, secrets: &Secrets) -> Result<MySqlConnection> {
+        sql::connect(&root_options(node, secrets), Duration::from_secs(5))
             .await
-            .with_context(|| format!("cannot connect to {} as root over its socket", node.name))
+            .with_context(|| format!("cannot connect to {} as root", node.name))
     }
 
     async fn user_host(&self) -> Result<String> {
@@ -349,9 +414,9 @@ impl Backend for ProcessBackend {
     }
 
     fn bootstrap_sql(&self) -> Vec<String> {
-        // Password-less root over TCP would let anything on this host in;
-        // root keeps its socket only.
-        ["127.0.0.1", "::1"].iter().map(|h| format!("DROP USER IF EXISTS 'root'@'{h}'")).collect()
+        // root has its password from the initialisation on, and no
+        // password-less account is left (Dialect::root_password_init).
+        Vec::new()
     }
 
     async fn swap_binaries(&self, node: &mut NodeState, software: Software) -> Result<()> {
@@ -365,7 +430,7 @@ impl Backend for ProcessBackend {
         Ok(())
     }
 
-    async fn run_upgrade_tool(&self, node: &NodeState, _secrets: &Secrets) -> Result<bool> {
+    async fn run_upgrade_tool(&self, node: &NodeState, secrets: &Secrets) -> Result<bool> {
         let d = dist_of(node)?;
         let Some(args) = node.dialect().upgrade_args(&socket(node).to_string_lossy(), "root") else {
             return Ok(false);
@@ -376,7 +441,12 @@ impl Backend for ProcessBackend {
         let log = node.dir.join("upgrade.log");
         let out = std::fs::File::create(&log)?;
         let mut cmd = tokio::process::Command::from(d.command(&bin));
-        cmd.args(&args).stdout(out.try_clone()?).stderr(out).stdin(Stdio::null());
+        // The password through the environment, never argv (ps shows argv).
+        cmd.args(&args)
+            .env("MYSQL_PWD", &secrets.admin_password)
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .stdin(Stdio::null());
         // mariadb-upgrade runs `mariadb` and `mariadb-check` from its own directory.
         if let Some(dir) = bin.parent() {
             let path = std::env::var("PATH").unwrap_or_default();
