@@ -75,6 +75,17 @@ impl Drop for Reap {
             // SAFETY: a signal to a process id we just read.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
+        // And the containers, volumes and networks of a run under it
+        // (containers first: the others are in use until they go).
+        for r in resources_under(&self.0) {
+            let (kind, name) = (r.split(' ').next().unwrap_or(""), r.rsplit('\t').next().unwrap_or(""));
+            let args: &[&str] = match kind {
+                "container" => &["rm", "-f"],
+                "volume" => &["volume", "rm", "-f"],
+                _ => &["network", "rm"],
+            };
+            let _ = Command::new("docker").args(args).arg(name).output();
+        }
     }
 }
 
