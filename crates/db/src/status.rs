@@ -67,11 +67,7 @@ impl Task {
 pub fn buffer_pool_load(flavor: Flavor, text: &str) -> Task {
     let t = text.trim();
     if t.is_empty() {
-        // MariaDB before its first load; MySQL never leaves it empty.
-        return match flavor {
-            Flavor::MariaDB => Task::NotStarted,
-            Flavor::MySQL => Task::Unrecognised(String::new()),
-        };
+        return empty(flavor);
     }
     if t.starts_with("Loading of buffer pool not started") {
         return Task::NotStarted;
@@ -97,10 +93,7 @@ pub fn buffer_pool_load(flavor: Flavor, text: &str) -> Task {
 pub fn buffer_pool_dump(flavor: Flavor, text: &str) -> Task {
     let t = text.trim();
     if t.is_empty() {
-        return match flavor {
-            Flavor::MariaDB => Task::NotStarted,
-            Flavor::MySQL => Task::Unrecognised(String::new()),
-        };
+        return empty(flavor);
     }
     if t == "Dumping of buffer pool not started" {
         return Task::NotStarted;
@@ -128,6 +121,15 @@ pub fn buffer_pool_dump(flavor: Flavor, text: &str) -> Task {
         return Task::Failed(t.to_string());
     }
     Task::Unrecognised(t.to_string())
+}
+
+/// An empty status: MariaDB's before its first load or dump; MySQL's dump
+/// thread sets its "not started" texts at once and never leaves one empty.
+fn empty(flavor: Flavor) -> Task {
+    match flavor {
+        Flavor::MariaDB => Task::NotStarted,
+        Flavor::MySQL => Task::Unrecognised(String::new()),
+    }
 }
 
 /// `N/M` as two numbers.
